@@ -1,0 +1,1 @@
+"""zenskar-pipeline: exact Delta copies of Databricks Unity Catalog tables for usage-based billing."""
