@@ -33,8 +33,6 @@ pytest: install
 	$(BIN)/pytest -n 2 --dist loadfile
 
 dev: install
-	mkdir -p $(DAGSTER_HOME)
-	cp -n dagster.yaml $(DAGSTER_HOME)/dagster.yaml || true
 	$(BIN)/zenskar-pipeline dev
 
 # Re-pin every dependency after a change to pyproject.toml (needs uv: `pip install uv`).

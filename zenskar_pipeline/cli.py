@@ -66,6 +66,18 @@ def seed_demo(root: Path, rows: int, seed: int) -> None:
 
 
 @main.command()
+@click.option(
+    "--warehouse-root", type=click.Path(file_okay=False, path_type=Path), default=Path("data/warehouse")
+)
+@click.option("--port", type=int, default=3000, show_default=True, help="The Dagster UI's port.")
+def dev(warehouse_root: Path, port: int) -> None:
+    """`dagster dev` on workspace.yaml; against the local warehouse unless DATABRICKS_* is set."""
+    from zenskar_pipeline.dev import run_dev
+
+    sys.exit(run_dev(warehouse_root, port))
+
+
+@main.command()
 def demo() -> None:
     """What `make demo` runs."""
     from zenskar_pipeline.demo import run_demo

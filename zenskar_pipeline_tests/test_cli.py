@@ -16,12 +16,13 @@ TOKEN = "dapi-cli-test"
 
 
 def test_seed_demo_then_serve_to_a_plain_connect(tmp_path: Path) -> None:
-    root, state = tmp_path / "wh", tmp_path / "state"
+    root, state = Path("wh"), Path("state")  # relative to the working directory, as a user types them
     seeded = subprocess.run(
         [*CLI, "warehouse", "seed-demo", "--root", str(root), "--rows", "2000"],
         capture_output=True,
         text=True,
         check=True,
+        cwd=tmp_path,
     )
     assert "main.billing.usage_events" in seeded.stdout
     server = subprocess.Popen(
@@ -29,13 +30,16 @@ def test_seed_demo_then_serve_to_a_plain_connect(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "TZ": "UTC"},
+        cwd=tmp_path,
     )
     try:
         assert server.stdout is not None
         info = json.loads(server.stdout.readline())
         assert set(info) == {"server_hostname", "port", "http_path", "access_token", "tls_ca_file"}
         assert info["access_token"] == TOKEN
-        env_file = dict(line.split("=", 1) for line in (state / "connection.env").read_text().splitlines())
+        env_file = dict(
+            line.split("=", 1) for line in (tmp_path / state / "connection.env").read_text().splitlines()
+        )
         assert env_file == {
             "DATABRICKS_SERVER_HOSTNAME": info["server_hostname"],
             "DATABRICKS_PORT": str(info["port"]),

@@ -87,7 +87,7 @@ class LocalWarehouse:
         client_secret: str | None = None,
         idle_timeout_s: float = 900.0,
     ) -> None:
-        self.root = Path(root)
+        self.root = Path(root).resolve()
         self.state_dir = Path(state_dir) if state_dir else self.root / ".warehouse"
         self.http_path = f"/sql/1.0/warehouses/{warehouse_id}"
         self.token = token or f"dapi-local-{secrets.token_hex(16)}"
