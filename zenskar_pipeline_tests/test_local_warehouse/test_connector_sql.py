@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -294,3 +296,40 @@ def test_four_clients_at_once(warehouse: LocalWarehouse, sales: str) -> None:
     assert not errors
     for k in range(4):
         assert results[k] == [len([i for i in range(145) if i % 7 == k])] * 5
+
+
+def test_table_changes_after_update_and_merge_from_another_process(
+    cursor: Any, warehouse: LocalWarehouse
+) -> None:
+    tables.create_table(
+        warehouse.root,
+        "main.sales.plans",
+        pa.table({"id": pa.array([1, 2, 3], pa.int64()), "plan": ["free", "pro", "team"]}),
+        primary_key=["id"],
+        change_data_feed=True,
+    )
+    # Another process writes the next versions while this session stays open: an UPDATE, then a MERGE.
+    script = (
+        "import sys, pyarrow as pa\n"
+        "from deltalake import DeltaTable\n"
+        "t = DeltaTable(sys.argv[1])\n"
+        "t.update(updates={'plan': \"'enterprise'\"}, predicate='id = 2')\n"
+        "src = pa.table({'id': pa.array([3, 4], pa.int64()), 'plan': ['pro', 'free']})\n"
+        "(t.merge(src, 'target.id = source.id', source_alias='source', target_alias='target')\n"
+        "  .when_matched_update_all().when_not_matched_insert_all().execute())\n"
+    )
+    path = Path(warehouse.root) / "main" / "sales" / "plans"
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True)
+    cursor.execute(
+        "SELECT _commit_version, _change_type, id, plan FROM table_changes('main.sales.plans', 2) "
+        "ORDER BY _commit_version, id, _change_type"
+    )
+    assert [tuple(r) for r in cursor.fetchall()] == [
+        (2, "update_postimage", 2, "enterprise"),
+        (2, "update_preimage", 2, "pro"),
+        (3, "update_postimage", 3, "pro"),
+        (3, "update_preimage", 3, "team"),
+        (3, "insert", 4, "free"),
+    ]
+    cursor.execute("SELECT id, plan FROM main.sales.plans ORDER BY id")
+    assert [tuple(r) for r in cursor.fetchall()] == [(1, "free"), (2, "enterprise"), (3, "pro"), (4, "free")]
