@@ -1,0 +1,72 @@
+"""Reading the streams file: which file (`ZENSKAR_PIPELINE_CONFIG`, else ./streams.yaml), and YAML errors
+that name the file and line. A key written twice in one mapping is an error, not a silent overwrite.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from zenskar_pipeline.config.errors import ConfigError, Problem
+from zenskar_pipeline.config.models import PipelineConfig
+from zenskar_pipeline.config.parse import parse_config
+
+CONFIG_ENV = "ZENSKAR_PIPELINE_CONFIG"
+DEFAULT_CONFIG = Path("streams.yaml")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping with a repeated key."""
+
+
+def _mapping_without_repeats(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[object] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping",
+                node.start_mark,
+                f"found the key {key!r} twice",
+                key_node.start_mark,
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)
+
+
+def config_path(env: Mapping[str, str] = os.environ) -> Path:
+    """The streams file to read: `ZENSKAR_PIPELINE_CONFIG`, else ./streams.yaml, made absolute."""
+    return Path(env.get(CONFIG_ENV) or DEFAULT_CONFIG).expanduser().resolve()
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] = os.environ) -> PipelineConfig:
+    """Read and validate the streams file; `ConfigError` lists every problem found."""
+    path = Path(path).expanduser().resolve() if path is not None else config_path(env)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        reason = "not found" if isinstance(error, FileNotFoundError) else f"cannot be read ({error.strerror})"
+        raise ConfigError(
+            [Problem("streams file", str(path), reason, f"pass --config FILE or set {CONFIG_ENV}")]
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as error:
+        raise ConfigError([_yaml_problem(error)], path) from None
+    return parse_config(data, path=path, env=env)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> Problem:
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "?"
+    problem = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    detail = f"{problem} ({context})" if context else problem
+    return Problem("YAML", where, f"not valid YAML: {detail}", "fix the YAML at that line")
