@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, NoReturn
 
 import click
+
+if TYPE_CHECKING:
+    from zenskar_pipeline.config import ResolvedStream
+    from zenskar_pipeline.databricks.discovery import DiscoveredTable
 
 
 @click.group()
@@ -75,6 +81,98 @@ def dev(warehouse_root: Path, port: int) -> None:
     from zenskar_pipeline.dev import run_dev
 
     sys.exit(run_dev(warehouse_root, port))
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The streams file (default: $ZENSKAR_PIPELINE_CONFIG, else ./streams.yaml).",
+)
+def discover(config_file: Path | None) -> None:
+    """List the tables the streams file selects, with columns and a suggested cursor and key, and refresh
+    the cached discovery that the code location loads."""
+    import time
+
+    from zenskar_pipeline.config import ConfigError, load_config, resolve_streams
+    from zenskar_pipeline.databricks import DatabricksConnectionError, DatabricksResource
+    from zenskar_pipeline.databricks.discovery import discover_tables
+    from zenskar_pipeline.state import save_state, validate_streams
+
+    try:
+        config = load_config(config_file)
+    except ConfigError as error:
+        _fail(str(error))
+    missing = [name for name in _REQUIRED_CONNECTION if not os.environ.get(name)]
+    if missing:
+        _fail(
+            f"set {', '.join(missing)} (and DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID with "
+            "DATABRICKS_CLIENT_SECRET); for the local warehouse, source <state-dir>/connection.env"
+        )
+    started = time.monotonic()
+    try:
+        with DatabricksResource.from_env().process_config_and_initialize().session() as session:
+            found = discover_tables(session, config)
+    except DatabricksConnectionError as error:
+        _fail(f"cannot discover tables: {error}")
+    except Exception as error:  # the warehouse refused a statement: permissions, a stopped warehouse
+        _fail(f"cannot discover tables: {type(error).__name__}: {error}")
+    save_state(found, config.state_path)
+    try:
+        streams = resolve_streams(config, found.tables, allow_missing_cursor=True)
+    except ConfigError:
+        streams = []  # validate_streams, below, says why
+    for stream in streams:
+        table = found.get(stream.name)
+        if table is not None:
+            _echo_table(table, stream)
+    click.echo(
+        f"Discovered {len(found.tables)} table(s) in {len(found.catalogs)} catalog(s) with "
+        f"{found.statements} statement(s) in {time.monotonic() - started:.1f} s; wrote {config.state_path}"
+    )
+    try:
+        validate_streams(config, found, allow_missing_cursor=True)
+    except ConfigError as error:
+        _fail(str(error))
+
+
+_REQUIRED_CONNECTION = ("DATABRICKS_SERVER_HOSTNAME", "DATABRICKS_HTTP_PATH")
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(1)
+
+
+def _echo_table(table: DiscoveredTable, stream: ResolvedStream) -> None:
+    selected = f"pattern {stream.pattern}" if stream.pattern else "an explicit entry"
+    click.echo(click.style(str(table.name), bold=True) + f"  (selected by {selected})")
+    if table.comment:
+        click.echo(f"  {table.comment}")
+    width = max([len(column.name) for column in table.columns] + [6])
+    type_width = max([len(column.full_data_type) for column in table.columns] + [4])
+    for column in table.columns:
+        flags = ("" if column.nullable else "NOT NULL") + ("  PK" if column.name in table.primary_key else "")
+        note = f"  -- {column.comment}" if column.comment else ""
+        click.echo(
+            f"    {column.name:<{width}}  {column.full_data_type:<{type_width}}  {flags:<12}{note}".rstrip()
+        )
+    settings = stream.settings
+    needs_cursor = settings.sync_mode.is_incremental and not settings.change_feed
+    key = ", ".join(settings.primary_key) if settings.primary_key else None
+    for label, suggestion, configured, needed in (
+        ("cursor", table.suggested_cursor, settings.cursor_field, needs_cursor),
+        ("key", table.suggested_key, key, False),
+    ):
+        text = f"{', '.join(suggestion.columns)}  ({suggestion.reason})" if suggestion else "none found"
+        if configured:
+            text += f"; the stream uses {configured}"
+        elif needed and suggestion:
+            text += f"; the stream sets none: add `cursor_field: {suggestion.columns[0]}`"
+        click.echo(f"  suggested {label}: {text}")
+    click.echo()
 
 
 @main.command()
