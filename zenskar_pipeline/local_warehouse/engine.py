@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
 import sqlglot
 from sqlglot import exp
 from sqlglot.tokens import TokenType
@@ -25,7 +26,7 @@ from zenskar_pipeline.local_warehouse.commands import TIME_ZONE_KEY, run_command
 from zenskar_pipeline.local_warehouse.duckdb_errors import cancelled, from_duckdb
 from zenskar_pipeline.local_warehouse.errors import WarehouseError, parse_error
 from zenskar_pipeline.local_warehouse.parameters import bind_parameters, number_positional_markers
-from zenskar_pipeline.local_warehouse.sql_rewrite import NONZERO_MACRO_SQL, Evaluate, QueryRewrite
+from zenskar_pipeline.local_warehouse.sql_rewrite import NONZERO_MACRO_SQL, Evaluate, QueryRewrite, Source
 from zenskar_pipeline.local_warehouse.statement import Parameter, SessionState, StatementResult
 
 BATCH_ROWS = 65_536
@@ -84,7 +85,7 @@ class Engine:
             rewrite = QueryRewrite(self._catalog, session, bound, _evaluator(cursor), ZoneInfo(time_zone))
             query = rewrite.run(tree)
             for name, source in query.sources.items():
-                cursor.register(name, source)
+                cursor.register(name, _streaming(source))
             relation = cursor.sql(query.sql, params=query.parameters or None)
             return RunningQuery(cursor, relation, self._batch_rows).result()
         except BaseException:
@@ -174,6 +175,54 @@ def table_result(table: pa.Table) -> StatementResult:
     """A result already computed in full (SHOW, DESCRIBE, SET, ...), in the types the connector takes."""
     schema, columns = databricks_result_columns(table.schema)
     return StatementResult(columns, schema, BatchConformer(schema).conform(table.to_batches()))
+
+
+class _StreamingDataset(ds.FileSystemDataset):
+    """A table's files as DuckDB scans them: one row group at a time, decoded only when DuckDB asks for it.
+
+    DuckDB scans a registered dataset through `type(dataset).scanner(dataset, columns=..., filter=...)` and
+    reads that scanner's `to_reader()`. A pyarrow scanner decodes in the background until 1 GiB is queued
+    (Acero's default backpressure, which pyarrow does not expose), so against a client paging through Thrift,
+    which reads slower than a scan decodes, the server held most of a multi-million-row table. Here each
+    row group gets a scanner of its own, started when the previous one is used up, so only the row group
+    DuckDB is reading is in memory (pyarrow decodes a row group whole). Those scanners still apply the
+    dataset's schema, partition values and filter; files and row groups the filter rules out are skipped.
+    """
+
+    def scanner(
+        self, columns: list[str] | None = None, filter: ds.Expression | None = None, **_: object
+    ) -> _RowGroupScan:
+        return _RowGroupScan(self, columns, filter)
+
+
+class _RowGroupScan:
+    """The one part of `ds.Scanner` DuckDB uses: `to_reader()`."""
+
+    def __init__(
+        self, dataset: ds.FileSystemDataset, columns: list[str] | None, filter: ds.Expression | None
+    ) -> None:
+        self._dataset, self._columns, self._filter = dataset, columns, filter
+
+    def to_reader(self) -> pa.RecordBatchReader:
+        # A scanner that is never read costs nothing, and knows the result's schema even if no row group is.
+        whole = ds.FileSystemDataset.scanner(self._dataset, columns=self._columns, filter=self._filter)
+        return pa.RecordBatchReader.from_batches(whole.projected_schema, self._batches())
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        for fragment in self._dataset.get_fragments(self._filter):
+            assert isinstance(fragment, ds.ParquetFileFragment)  # Delta tables are Parquet files
+            for row_group in fragment.split_by_row_group(self._filter, schema=self._dataset.schema):
+                scan = ds.Scanner.from_fragment(
+                    row_group, schema=self._dataset.schema, columns=self._columns, filter=self._filter
+                )
+                yield from scan.to_batches()
+
+
+def _streaming(source: Source) -> Source:
+    if type(source) is not ds.FileSystemDataset:
+        return source
+    fragments = list(source.get_fragments())
+    return _StreamingDataset(fragments, source.schema, source.format, source.filesystem)
 
 
 def _parse_query(text: str) -> exp.Expr:
