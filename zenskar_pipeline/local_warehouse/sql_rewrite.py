@@ -95,6 +95,8 @@ class QueryRewrite:
                 return exp.Literal.string(self._session.catalog)
             if isinstance(node, exp.CurrentSchema | exp.CurrentDatabase):
                 return exp.Literal.string(self._session.schema)
+            if isinstance(node, exp.CurrentTimezone):
+                return exp.Literal.string(str(self._time_zone))
             if isinstance(node, exp.Anonymous) and node.name.lower() == "version" and not node.expressions:
                 return exp.Literal.string(SPARK_VERSION)
             return node

@@ -76,8 +76,11 @@ def test_three_two_and_one_part_names_and_use(cursor: Any, sales: str) -> None:
     cursor.execute("USE SCHEMA sales")
     cursor.execute("SELECT count(*) AS n FROM events WHERE customer_id = 'c1'")
     assert cursor.fetchone().n == len([i for i in range(145) if i % 7 == 1])
-    cursor.execute("SELECT current_catalog(), current_schema()")
-    assert tuple(cursor.fetchone()) == ("main", "sales")
+    cursor.execute("SELECT current_catalog(), current_schema(), current_timezone()")
+    assert tuple(cursor.fetchone()) == ("main", "sales", "UTC")
+    cursor.execute("SET TIME ZONE 'Europe/Berlin'")
+    cursor.execute("SELECT current_timezone()")
+    assert cursor.fetchone()[0] == "Europe/Berlin"
 
 
 def test_initial_namespace_from_connect(warehouse: LocalWarehouse, sales: str) -> None:
