@@ -35,17 +35,37 @@ def warehouse() -> None:
 @click.option("--port", type=int, default=0, help="0 picks a free port.")
 @click.option("--token", default=None, help="The access token clients must send (default: a random one).")
 @click.option(
+    "--client-id", default="local-service-principal", show_default=True, help="OAuth M2M client id."
+)
+@click.option("--client-secret", default=None, help="OAuth M2M client secret (default: a random one).")
+@click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where the certificate and connection.env go (default: <root>/.warehouse).",
+    help="Where the certificate, connection.env and oauth.env go (default: <root>/.warehouse).",
 )
-def serve(root: Path, host: str, port: int, token: str | None, state_dir: Path | None) -> None:
+def serve(
+    root: Path,
+    host: str,
+    port: int,
+    token: str | None,
+    client_id: str,
+    client_secret: str | None,
+    state_dir: Path | None,
+) -> None:
     """Serve the Delta tables under ROOT to databricks-sql-connector until interrupted."""
     from zenskar_pipeline.local_warehouse.server import LocalWarehouse
 
     root.mkdir(parents=True, exist_ok=True)
-    server = LocalWarehouse(root, host=host, port=port, token=token, state_dir=state_dir)
+    server = LocalWarehouse(
+        root,
+        host=host,
+        port=port,
+        token=token,
+        state_dir=state_dir,
+        client_id=client_id,
+        client_secret=client_secret,
+    )
     server.write_connection_env()
     click.echo(server.info.json_line(), nl=True)
     sys.stdout.flush()

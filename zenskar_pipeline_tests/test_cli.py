@@ -47,6 +47,12 @@ def test_seed_demo_then_serve_to_a_plain_connect(tmp_path: Path) -> None:
             "DATABRICKS_TOKEN": TOKEN,
             "DATABRICKS_TLS_CA_FILE": info["tls_ca_file"],
         }
+        oauth_file = dict(
+            line.split("=", 1) for line in (tmp_path / state / "oauth.env").read_text().splitlines()
+        )
+        assert "DATABRICKS_TOKEN" not in oauth_file
+        assert oauth_file["DATABRICKS_CLIENT_ID"] == "local-service-principal"
+        assert len(oauth_file["DATABRICKS_CLIENT_SECRET"]) >= 24
         with (
             sql.connect(
                 server_hostname=info["server_hostname"],

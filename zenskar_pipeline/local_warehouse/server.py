@@ -126,9 +126,14 @@ class LocalWarehouse:
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def write_connection_env(self) -> Path:
-        path = self.state_dir / "connection.env"
-        path.write_text("".join(f"{k}={v}\n" for k, v in self.info.env().items()))
-        path.chmod(0o600)
+        """`connection.env` (token auth) and `oauth.env` (a service principal instead) in the state dir."""
+        token_env = self.info.env()
+        oauth_env = {k: v for k, v in token_env.items() if k != "DATABRICKS_TOKEN"}
+        oauth_env |= {"DATABRICKS_CLIENT_ID": self.client_id, "DATABRICKS_CLIENT_SECRET": self.client_secret}
+        for name, values in (("oauth.env", oauth_env), ("connection.env", token_env)):
+            path = self.state_dir / name
+            path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+            path.chmod(0o600)
         return path
 
     def start(self) -> ConnectionInfo:
