@@ -1,0 +1,440 @@
+"""The Delta destination: one Delta table per stream (local folder or object store), written in single
+commits by the three sync modes, physically partitioned by `_zenskar_partition` when the stream is.
+
+The sync engine hands Arrow batches in; `landing.py` says which system columns they gain and how rows are
+told apart, `schema_drift.py` how their columns meet the copy's.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Field, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError
+from deltalake.schema import PrimitiveType
+
+from zenskar_pipeline.config.models import ResolvedStream
+from zenskar_pipeline.destinations import conditions, landing
+from zenskar_pipeline.destinations.landing import CONTENT_HASH, PARTITION, ROW_ID, SOURCE_VERSION, SYNCED_AT
+from zenskar_pipeline.destinations.schema_drift import SchemaPlan, conform, plan_schema
+
+log = logging.getLogger(__name__)
+
+Rows: TypeAlias = pa.RecordBatchReader | pa.Table  # a reader streams; a table is read as is
+_RANK_HASH = "__zenskar_rank_hash"  # the content hash while ranking an append batch; never landed
+COMMIT_ATTEMPTS = 6  # a lost race is retried this many times in all, with a growing random pause
+
+
+@dataclass(frozen=True)
+class AppTransaction:
+    """A per-application version committed with the data (e.g. the change feed's synced-through version)."""
+
+    app_id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one write did. `version` None: nothing was committed."""
+
+    rows_written: int  # rows inserted or rewritten with new content
+    rows_deleted: int  # rows a replace removed from its scope (a deduped row that moved is not deleted)
+    version: int | None
+    rows_by_partition: Mapping[str | None, int] | None = None  # rows written per partition, when known
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    rows: pa.Table
+    plan: SchemaPlan
+
+
+class DeltaDestination:
+    """The Delta copy of one stream at `table_uri`; `storage_options` go to delta-rs as they are."""
+
+    def __init__(
+        self, table_uri: str, storage_options: Mapping[str, str] | None = None, *, partitioned: bool
+    ) -> None:
+        self.table_uri = table_uri
+        self.storage_options = dict(storage_options) if storage_options else None
+        self.partitioned = partitioned
+
+    @classmethod
+    def for_stream(
+        cls, stream: ResolvedStream, storage_options: Mapping[str, str] | None = None
+    ) -> DeltaDestination:
+        partitioned = stream.settings.partitions is not None
+        return cls(stream.destination_uri, storage_options, partitioned=partitioned)
+
+    def __repr__(self) -> str:  # never the storage options: they may hold secrets
+        return f"DeltaDestination({self.table_uri!r}, partitioned={self.partitioned})"
+
+    # --- reading the copy -------------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return DeltaTable.is_deltatable(self.table_uri, storage_options=self.storage_options)
+
+    def version(self) -> int | None:
+        return self._table().version() if self.exists() else None
+
+    def schema(self) -> pa.Schema | None:
+        return pa.schema(self._table().schema()) if self.exists() else None
+
+    def transaction_version(self, app_id: str) -> int | None:
+        return self._table().transaction_version(app_id) if self.exists() else None
+
+    def high_water_marks(
+        self, cursor_field: str, partitions: Sequence[str] | None = None
+    ) -> dict[str | None, Any]:
+        """The greatest non-NULL cursor landed per partition, in one scan of the cursor column.
+
+        Unpartitioned: `{None: mark}`. Partitioned: every asked-for partition (None: every partition
+        holding rows); a partition with nothing landed maps to None.
+        """
+        if not self.partitioned:
+            marks: dict[str | None, Any] = {None: None}
+        else:
+            marks = dict.fromkeys(partitions or [])
+        if not self.exists():
+            return marks
+        dataset = self._table().to_pyarrow_dataset()
+        if not self.partitioned:
+            landed = dataset.to_table(columns=[cursor_field]).column(cursor_field)
+            marks[None] = pc.max(landed).as_py()
+            return marks
+        scope = None if partitions is None else pc.field(PARTITION).isin(list(partitions))
+        landed = dataset.to_table(columns=[PARTITION, cursor_field], filter=scope)
+        grouped = landed.group_by(PARTITION).aggregate([(cursor_field, "max")])
+        for key, mark in zip(
+            grouped.column(PARTITION).to_pylist(),
+            grouped.column(f"{cursor_field}_max").to_pylist(),
+            strict=True,
+        ):
+            marks[key] = mark
+        return marks
+
+    # --- writing ----------------------------------------------------------------------------------------
+
+    def replace(
+        self,
+        batches: Rows,
+        partitions: Sequence[str] | None,
+        *,
+        source_version: int,
+        app_transaction: AppTransaction | None = None,
+    ) -> WriteResult:
+        """Full refresh: the scope (these partitions, or the whole table when None) becomes exactly the
+        batches' rows in one overwrite commit. Batches stream through; if the reader fails, nothing is
+        committed and its error is raised. A row outside the scope is an error."""
+        if partitions is not None and not self.partitioned:
+            raise ValueError(f"{self.table_uri} is not partitioned; replace it whole (partitions=None)")
+        reader = batches if isinstance(batches, pa.RecordBatchReader) else batches.to_reader()
+        self._check_partition_column(reader.schema)
+        synced_at = landing.now()
+        incoming = landing.with_system_fields(reader.schema, extra=())
+        current = self.schema()
+        plan = plan_schema(self.table_uri, current, incoming)
+        self._widen(plan)
+        scope = None if partitions is None else sorted(set(partitions))
+        rows_in_scope = self._rows_in_scope(scope)
+        first = _first_rows(reader)
+        if first is None and rows_in_scope == 0 and current is not None:
+            return WriteResult(0, 0, None, {})
+
+        counts: Counter[str | None] = Counter()
+        failure: list[BaseException] = []
+
+        def conformed() -> Iterator[pa.RecordBatch]:
+            try:
+                for batch in _chain(first, reader):
+                    batch = landing.add_system_columns(batch, source_version, synced_at)
+                    counts.update(self._partition_counts(batch, scope))
+                    yield conform(batch, plan.schema)
+            except BaseException as error:  # handed back to the caller as itself, not as a Delta error
+                failure.append(error)
+                raise
+
+        stream = pa.RecordBatchReader.from_batches(plan.schema, conformed())
+        try:
+            write_deltalake(
+                self.table_uri,
+                stream,
+                mode="overwrite",
+                predicate=None if scope is None or current is None else conditions.in_list(PARTITION, scope),
+                partition_by=[PARTITION] if self.partitioned else None,
+                schema_mode="merge" if plan.added and current is not None else None,
+                storage_options=self.storage_options,
+                commit_properties=_commit_properties(app_transaction),
+            )
+        except Exception:
+            if failure:
+                raise failure[0] from None
+            raise
+        return WriteResult(sum(counts.values()), rows_in_scope, self.version(), dict(counts))
+
+    def append_new(
+        self,
+        batches: Rows,
+        landing_key: Sequence[str] | None,
+        *,
+        source_version: int | None = None,
+        app_transaction: AppTransaction | None = None,
+    ) -> WriteResult:
+        """Incremental append: lands the rows not landed yet, matched on `landing_key` (primary key and
+        cursor) within their partition, or on `_zenskar_row_id` when there is no key. One insert-only
+        merge, so a racing writer fails Delta's conflict check and this one retries; nothing new, no
+        commit. Rows sharing a landing key within the batch land once (greatest version, then content)."""
+        current = self.schema()
+        if landing_key is None and current is not None and ROW_ID not in current.names:
+            raise ValueError(
+                f"{self.table_uri} was not written by a key-less append (it has no {ROW_ID}), so rows "
+                "landed before cannot be recognised; give the stream a primary key or reset it"
+            )
+        prepared = self._prepare(batches, source_version, ROW_ID if landing_key is None else None)
+        rows = prepared.rows
+        if landing_key is None:
+            key: Sequence[str] = [ROW_ID]
+        else:
+            key = list(landing_key)
+            hashes = landing.content_hashes(rows)
+            ranked = landing.first_per_key(
+                rows.append_column(_RANK_HASH, hashes),
+                key + ([PARTITION] if self.partitioned else []),
+                [(SOURCE_VERSION, "descending"), (_RANK_HASH, "descending")],
+            )
+            rows = ranked.drop_columns([_RANK_HASH])
+        # Within the row's partition: the merge then reads (and conflicts on) only the partitions it lands in.
+        matched = conditions.same_key([*key, *([PARTITION] if self.partitioned else [])])
+
+        def merge(table: DeltaTable) -> dict[str, Any]:
+            merger = table.merge(
+                rows,
+                matched,
+                source_alias="s",
+                target_alias="t",
+                merge_schema=bool(prepared.plan.added),
+                commit_properties=_commit_properties(app_transaction),
+            )
+            return merger.when_not_matched_insert_all().execute()
+
+        return self._merge_with_retries(rows, prepared.plan, merge, by_partition=True)
+
+    def merge_deduped(
+        self,
+        batches: Rows,
+        primary_key: Sequence[str],
+        cursor_field: str | None,
+        *,
+        source_version: int | None = None,
+        app_transaction: AppTransaction | None = None,
+    ) -> WriteResult:
+        """Incremental deduped: one row per primary key across the whole table, the greatest by
+        (cursor, source version, content hash). The batch is ranked first, then merged in one commit:
+        a matched row is rewritten only when the incoming one is greater and its content differs (it
+        moves if its partition changed); an unmatched one is inserted. Keys compare NULL-safely."""
+        if not primary_key:
+            raise ValueError(f"{self.table_uri}: a deduped merge needs a primary key")
+        prepared = self._prepare(batches, source_version, CONTENT_HASH)
+        order = [] if cursor_field is None else [(cursor_field, "descending")]
+        order += [(SOURCE_VERSION, "descending"), (CONTENT_HASH, "descending")]
+        rows = landing.first_per_key(prepared.rows, primary_key, order)
+        matched = conditions.same_key(primary_key)
+        update_when = conditions.newer_and_different(cursor_field)
+
+        def merge(table: DeltaTable) -> dict[str, Any]:
+            if CONTENT_HASH not in pa.schema(table.schema()).names:
+                # A copy first written by another mode: give it the column, so that the update condition
+                # can name it (its rows' hashes are NULL and lose every tie).
+                table.alter.add_columns([Field(CONTENT_HASH, PrimitiveType("string"), nullable=True)])
+            return (
+                table.merge(
+                    rows,
+                    matched,
+                    source_alias="s",
+                    target_alias="t",
+                    merge_schema=bool(prepared.plan.added),
+                    commit_properties=_commit_properties(app_transaction),
+                )
+                .when_matched_update_all(update_when)
+                .when_not_matched_insert_all()
+                .execute()
+            )
+
+        return self._merge_with_retries(rows, prepared.plan, merge, by_partition=False)
+
+    # --- the steps --------------------------------------------------------------------------------------
+
+    def _table(self, version: int | None = None) -> DeltaTable:
+        return DeltaTable(self.table_uri, version=version, storage_options=self.storage_options)
+
+    def _prepare(self, batches: Rows, source_version: int | None, landing_column: str | None) -> _Prepared:
+        """The whole write in memory (ranking and row ids need all of it), with system columns, in the
+        copy's schema (checked for drift; widened first when the source widened a column)."""
+        rows = batches.read_all() if isinstance(batches, pa.RecordBatchReader) else batches
+        self._check_partition_column(rows.schema)
+        if source_version is None and SOURCE_VERSION not in rows.column_names:
+            raise ValueError(f"{self.table_uri}: give source_version or a {SOURCE_VERSION} column")
+        if source_version is not None:
+            rows = landing.set_column(
+                rows, SOURCE_VERSION, pa.array([source_version] * rows.num_rows, pa.int64())
+            )
+        rows = landing.set_column(
+            rows, SYNCED_AT, pa.array([landing.now()] * rows.num_rows, landing.SYNCED_AT_TYPE)
+        )
+        incoming = landing.with_system_fields(
+            rows.schema, extra=() if landing_column is None else (landing_column,)
+        )
+        plan = plan_schema(self.table_uri, self.schema(), incoming)
+        self._widen(plan)
+        rows = pa.Table.from_batches(
+            [conform(batch, landing.without(plan.schema, landing_column)) for batch in rows.to_batches()],
+            schema=landing.without(plan.schema, landing_column),
+        )
+        if landing_column == CONTENT_HASH:
+            rows = rows.append_column(CONTENT_HASH, landing.content_hashes(rows))
+        elif landing_column == ROW_ID:
+            rows = rows.append_column(ROW_ID, landing.row_ids(landing.content_hashes(rows)))
+        return _Prepared(rows.select(plan.schema.names), plan)
+
+    def _merge_with_retries(
+        self,
+        rows: pa.Table,
+        plan: SchemaPlan,
+        merge: Callable[[DeltaTable], dict[str, Any]],
+        *,
+        by_partition: bool,
+    ) -> WriteResult:
+        if rows.num_rows == 0:
+            return WriteResult(0, 0, None, {})
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                if not self.exists():
+                    DeltaTable.create(
+                        self.table_uri,
+                        plan.schema,
+                        mode="ignore",
+                        partition_by=[PARTITION] if self.partitioned else None,
+                        storage_options=self.storage_options,
+                    )
+                table = self._table()
+                before = table.version()
+                metrics = merge(table)
+                break
+            except CommitFailedError as error:
+                if attempt == COMMIT_ATTEMPTS:
+                    raise
+                pause = random.uniform(0.05, 0.2) * 2**attempt
+                log.warning(
+                    "%s: commit lost a race with another writer (%s); retry %d of %d in %.2fs",
+                    self.table_uri,
+                    str(error).splitlines()[0],
+                    attempt,
+                    COMMIT_ATTEMPTS - 1,
+                    pause,
+                )
+                time.sleep(pause)
+        written = metrics["num_target_rows_inserted"] + metrics["num_target_rows_updated"]
+        if written == 0 and metrics["num_target_rows_deleted"] == 0:
+            return WriteResult(0, 0, None, {})
+        after = self._table()
+        version = after.version() if after.version() > before else None
+        counts = self._added_rows_by_partition(version) if by_partition and version is not None else None
+        return WriteResult(written, 0, version, counts)
+
+    def _widen(self, plan: SchemaPlan) -> None:
+        """Rewrite the copy with wider column types, in one commit, before writing rows that need them."""
+        if not plan.widened:
+            return
+        log.warning("%s: widening %s to the source's types", self.table_uri, ", ".join(plan.widened))
+        current = self._table()
+        target = pa.schema([plan.schema.field(f.name) for f in pa.schema(current.schema())])
+        batches = (b.cast(target) for b in current.to_pyarrow_dataset().to_batches())
+        write_deltalake(
+            self.table_uri,
+            pa.RecordBatchReader.from_batches(target, batches),
+            mode="overwrite",
+            schema_mode="overwrite",
+            partition_by=[PARTITION] if self.partitioned else None,
+            storage_options=self.storage_options,
+        )
+
+    def _check_partition_column(self, schema: pa.Schema) -> None:
+        has = PARTITION in schema.names
+        if has != self.partitioned:
+            state = "partitioned" if self.partitioned else "unpartitioned"
+            raise ValueError(
+                f"{self.table_uri} is {state}; its batches must {'' if self.partitioned else 'not '}"
+                f"carry {PARTITION}"
+            )
+        stray = sorted(set(schema.names) & {SYNCED_AT, CONTENT_HASH, ROW_ID})
+        if stray:
+            raise ValueError(f"{self.table_uri}: the writer sets {', '.join(stray)}; batches must not")
+
+    def _rows_in_scope(self, scope: Sequence[str] | None) -> int:
+        if not self.exists():
+            return 0
+        files = pa.table(self._table().get_add_actions(flatten=True))
+        if scope is not None:
+            files = files.filter(pc.is_in(files.column(f"partition.{PARTITION}"), pa.array(scope)))
+        return int(pc.sum(files.column("num_records")).as_py() or 0)
+
+    def _partition_counts(self, batch: pa.RecordBatch, scope: Sequence[str] | None) -> Counter[str | None]:
+        if not self.partitioned:
+            return Counter({None: batch.num_rows})
+        keys = batch.column(PARTITION)
+        if keys.null_count:
+            raise ValueError(f"{self.table_uri}: {keys.null_count} row(s) without a {PARTITION}")
+        counts: Counter[str | None] = Counter(
+            {d["values"]: d["counts"] for d in pc.value_counts(keys).to_pylist()}
+        )
+        outside = sorted(str(key) for key in counts if scope is not None and key not in scope)
+        if outside:
+            raise ValueError(
+                f"{self.table_uri}: rows of partition(s) {', '.join(outside)} outside the "
+                f"replaced scope {', '.join(scope or [])}"
+            )
+        return counts
+
+    def _added_rows_by_partition(self, version: int) -> dict[str | None, int]:
+        """Rows in the files `version` added: for an insert-only merge, exactly the rows it landed."""
+        old = set(pa.table(self._table(version - 1).get_add_actions()).column("path").to_pylist())
+        files = pa.table(self._table(version).get_add_actions(flatten=True))
+        counts: Counter[str | None] = Counter()
+        for path, key, records in zip(
+            files.column("path").to_pylist(),
+            files.column(f"partition.{PARTITION}").to_pylist() if self.partitioned else [None] * len(files),
+            files.column("num_records").to_pylist(),
+            strict=True,
+        ):
+            if path not in old:
+                counts[key] += records
+        return dict(counts)
+
+
+def _commit_properties(app_transaction: AppTransaction | None) -> CommitProperties | None:
+    if app_transaction is None:
+        return None
+    return CommitProperties(app_transactions=[Transaction(app_transaction.app_id, app_transaction.version)])
+
+
+def _first_rows(reader: pa.RecordBatchReader) -> list[pa.RecordBatch] | None:
+    """Batches read up to the first non-empty one; None when the reader holds no rows at all."""
+    seen: list[pa.RecordBatch] = []
+    for batch in reader:
+        seen.append(batch)
+        if batch.num_rows:
+            return seen
+    return None
+
+
+def _chain(first: list[pa.RecordBatch] | None, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    yield from first or []
+    yield from reader
