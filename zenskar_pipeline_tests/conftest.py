@@ -48,3 +48,10 @@ def connect(info: ConnectionInfo, **kwargs: Any) -> Any:
 @pytest.fixture
 def warehouse_root(warehouse: LocalWarehouse) -> Path:
     return warehouse.root
+
+
+@pytest.fixture
+def cursor(warehouse: LocalWarehouse) -> Iterator[Any]:
+    """A cursor on a fresh connection to the session's warehouse, closed after the test."""
+    with connect(warehouse.info) as connection, connection.cursor() as cur:
+        yield cur

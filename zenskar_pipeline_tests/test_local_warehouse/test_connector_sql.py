@@ -61,12 +61,6 @@ def sales(warehouse: LocalWarehouse) -> str:
     return "main.sales.events"
 
 
-@pytest.fixture
-def cursor(warehouse: LocalWarehouse) -> Any:
-    with connect(warehouse.info) as connection, connection.cursor() as cur:
-        yield cur
-
-
 def test_three_two_and_one_part_names_and_use(cursor: Any, sales: str) -> None:
     cursor.execute("SELECT count(*) FROM main.sales.events")
     assert cursor.fetchone()[0] == 145

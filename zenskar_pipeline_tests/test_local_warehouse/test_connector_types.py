@@ -11,7 +11,6 @@ import pytest
 
 from zenskar_pipeline.local_warehouse import tables
 from zenskar_pipeline.local_warehouse.server import LocalWarehouse
-from zenskar_pipeline_tests.conftest import connect
 
 ALL_TYPES = pa.schema(
     [
@@ -76,12 +75,6 @@ def typed(warehouse: LocalWarehouse) -> str:
     nulls = {name: None for name in ALL_TYPES.names}
     tables.create_table(warehouse.root, "main.types.all_types", pa.Table.from_pylist([ROW, nulls], ALL_TYPES))
     return "main.types.all_types"
-
-
-@pytest.fixture
-def cursor(warehouse: LocalWarehouse) -> Any:
-    with connect(warehouse.info) as connection, connection.cursor() as cur:
-        yield cur
 
 
 def test_every_type_reads_back_as_written(cursor: Any, typed: str) -> None:
