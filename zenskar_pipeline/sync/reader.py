@@ -1,0 +1,152 @@
+"""The source side of a sync: the one statement that reads a plan's rows, and what each row read is for.
+
+`read_statement` is the only place the incremental range is spelled out (as dlt's `_make_query`):
+- every read is of one Delta version (`VERSION AS OF`), the one the run's `DESCRIBE HISTORY` returned;
+- per partition window `[start, end)` (half open), the cursor's lower bound is closed: `cursor >= mark - lag`,
+  so rows sharing the boundary value that arrive later are read again, and the writer drops those already
+  landed; there is no upper cursor bound: the version read is the end;
+- a partition without a mark (nothing landed yet) reads its whole window;
+- NULL cursors are read in the same statement only to be counted (`classify` never lands them), and so are
+  rows whose partition field is NULL or outside every window (when the scope holds the first or the latest
+  window), so that "nothing new" still costs one statement.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from zenskar_pipeline.config import SyncMode
+from zenskar_pipeline.databricks.resource import DatabricksSession
+from zenskar_pipeline.databricks.sql_text import ParameterValue, quote_identifier
+from zenskar_pipeline.destinations import PARTITION
+from zenskar_pipeline.sync.plan import PartitionCalendar, SyncPlan
+
+
+def current_version(session: DatabricksSession, table_sql: str) -> int:
+    """The source table's latest Delta version (`DESCRIBE HISTORY` lists newest first)."""
+    row = session.query_one(f"DESCRIBE HISTORY {table_sql} LIMIT 1")
+    if row is None:
+        raise ValueError(f"{table_sql} has no Delta history")
+    return int(row["version"])
+
+
+def read_statement(plan: SyncPlan) -> tuple[str, dict[str, ParameterValue]]:
+    """The plan's read as SQL text and its bound values."""
+    columns = ", ".join(quote_identifier(name) for name in plan.columns)
+    # The version is an int from DESCRIBE HISTORY, written as a literal: Databricks time travel takes a
+    # literal, not a parameter marker.
+    sql = f"SELECT {columns} FROM {plan.table_sql} VERSION AS OF {int(plan.version)}"
+    parameters: dict[str, ParameterValue] = {}
+    incremental = plan.mode.is_incremental
+    cursor = quote_identifier(plan.cursor_field) if plan.cursor_field else ""
+
+    def from_mark(name: str, key: str | None) -> str | None:
+        mark = plan.cursor_from.get(key)
+        if not incremental or mark is None:
+            return None
+        parameters[name] = mark
+        return f"({cursor} >= :{name} OR {cursor} IS NULL)"
+
+    if plan.calendar is None:
+        condition = from_mark("cursor_from", None)
+        return (sql if condition is None else f"{sql} WHERE {condition}"), parameters
+
+    field = quote_identifier(str(plan.partition_field))
+    calendar = plan.calendar
+    alternatives = []
+    for index, window in enumerate(plan.windows):
+        parameters[f"w{index}_start"] = calendar.bound(window.start)
+        parameters[f"w{index}_end"] = calendar.bound(window.end)
+        parts = [f"{field} >= :w{index}_start", f"{field} < :w{index}_end"]
+        mark = from_mark(f"w{index}_cursor_from", window.key)
+        alternatives.append("(" + " AND ".join(parts if mark is None else [*parts, mark]) + ")")
+    if plan.reads_before_first:
+        parameters["defined_start"] = calendar.bound(calendar.first_start)
+        alternatives.append(f"{field} < :defined_start")
+    if plan.reads_after_last:
+        parameters["defined_end"] = calendar.bound(calendar.end)
+        alternatives.append(f"{field} >= :defined_end OR {field} IS NULL")
+    return f"{sql} WHERE " + " OR ".join(alternatives), parameters
+
+
+@dataclass(frozen=True)
+class Classified:
+    """One batch read, row by row: the partition each row is reported under, and whether it lands."""
+
+    rows: pa.Table  # the landable rows, with `_zenskar_partition` when partitioned
+    reported_under: pa.Array  # per row read: its partition key (None when unpartitioned)
+    outside: pa.Array  # per row read: partition field NULL or outside every window
+    null_cursor: pa.Array  # per row read: inside a window, cursor NULL (incremental modes only)
+    landable: pa.Array
+
+
+def classify(plan: SyncPlan, batch: pa.Table) -> Classified:
+    """Which rows of a read land: those inside a window of the scope, with a cursor when incremental."""
+    n = batch.num_rows
+    if plan.calendar is None:
+        keys: pa.Array = pa.nulls(n, pa.string())
+        outside = pa.array([False] * n, pa.bool_())
+    else:
+        keys, outside = _partition_keys(plan.calendar, batch.column(str(plan.partition_field)))
+        in_scope = pc.is_in(keys, pa.array([w.key for w in plan.windows], pa.string()))
+        outside = pc.or_(outside, pc.invert(pc.fill_null(in_scope, False)))
+        before = _before_first(plan.calendar, batch.column(str(plan.partition_field)))
+        attributed = pc.if_else(before, plan.calendar.first_key, plan.calendar.last_key)
+        keys = pc.if_else(outside, attributed, keys)
+    if plan.mode is SyncMode.FULL_REFRESH or plan.cursor_field is None:
+        null_cursor = pa.array([False] * n, pa.bool_())
+    else:
+        null_cursor = pc.and_(pc.invert(outside), pc.is_null(batch.column(plan.cursor_field)))
+    landable = pc.invert(pc.or_(outside, null_cursor))
+    rows = batch.filter(landable)
+    if plan.calendar is not None:
+        rows = rows.append_column(PARTITION, keys.filter(landable))
+    return Classified(rows, keys, outside, null_cursor, landable)
+
+
+def _wall_clock(calendar: PartitionCalendar, column: pa.ChunkedArray) -> pa.Array:
+    """The partition field as naive wall-clock timestamps in the partitions' time zone."""
+    values = column.combine_chunks()
+    kind = values.type
+    if pa.types.is_date(kind):
+        return pc.cast(pc.cast(values, pa.date32()), pa.timestamp("us"))
+    if pa.types.is_timestamp(kind) and kind.tz is not None:
+        zoned = pc.cast(values, pa.timestamp("us", tz=calendar.spec.timezone))
+        return pc.local_timestamp(zoned)
+    if pa.types.is_timestamp(kind):
+        return pc.cast(values, pa.timestamp("us"))
+    raise ValueError(f"partition field has type {kind}, not a timestamp or date")
+
+
+def _partition_keys(calendar: PartitionCalendar, column: pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
+    """Each row's Dagster key, and whether its field is NULL or outside the definition's windows."""
+    wall = _wall_clock(calendar, column)
+    unit, extra = {
+        "hourly": ("hour", {}),
+        "daily": ("day", {}),
+        "weekly": ("week", {"week_starts_monday": False}),
+        "monthly": ("month", {}),
+    }[calendar.spec.granularity.value]
+    starts = pc.floor_temporal(wall, unit=unit, **extra)
+    keys = pc.strftime(starts, format=calendar.spec.granularity.key_format)
+    first = pa.scalar(calendar.first_start, pa.timestamp("us"))
+    end = pa.scalar(calendar.end, pa.timestamp("us"))
+    inside = pc.and_(pc.greater_equal(wall, first), pc.less(wall, end))
+    return keys, pc.invert(pc.fill_null(inside, False))
+
+
+def _before_first(calendar: PartitionCalendar, column: pa.ChunkedArray) -> pa.Array:
+    wall = _wall_clock(calendar, column)
+    first = pa.scalar(calendar.first_start, pa.timestamp("us"))
+    return pc.fill_null(pc.less(wall, first), False)
+
+
+def as_utc(value: object) -> object:
+    """Cursor values as reported: aware datetimes in UTC, others unchanged."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC)
+    return value
