@@ -15,7 +15,8 @@ The system columns, each written by `DeltaDestination`:
   occurrence number among identical rows of the write, so two identical events stay two and reading the
   same rows again lands nothing new.
 
-The content hash is a 128-bit BLAKE2b over the row's non-NULL columns (source columns and
+The content hash is a 128-bit MD5 (DuckDB's, vectorized; an identity, not a security measure) over the
+row's non-NULL columns (source columns and
 `_zenskar_partition`, in name order), each as `len:name len:value` with a value spelled by its Delta type
 (integers and decimals in decimal digits, timestamps as microseconds since the epoch, dates as days).
 NULL columns are left out so that a column added at the source, NULL in older rows, changes no hash.
@@ -24,10 +25,10 @@ NULL columns are left out so that a column added at the source, NULL in older ro
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Sequence
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -46,22 +47,30 @@ def content_hashes(table: pa.Table) -> pa.Array:
     """One hex digest per row (see the module docstring for what is hashed)."""
     names = sorted(name for name in table.column_names if name not in WRITER_COLUMNS)
     pieces = [_column_piece(name, table.column(name).combine_chunks()) for name in names]
-    if not pieces:
-        return pa.array([hashlib.blake2b(b"", digest_size=16).hexdigest()] * table.num_rows, pa.string())
-    joined = pc.binary_join_element_wise(*pieces, _bytes(b""), null_handling="replace", null_replacement=b"")
-    digests = [hashlib.blake2b(value, digest_size=16).hexdigest() for value in joined.to_pylist()]
-    return pa.array(digests, pa.string())
+    if pieces:
+        joined = pc.binary_join_element_wise(
+            *pieces, _bytes(b""), null_handling="replace", null_replacement=b""
+        )
+    else:
+        joined = pa.array([b""] * table.num_rows, pa.large_binary())
+    rows = pa.table({"value": joined, "position": pa.array(range(table.num_rows), pa.int64())})
+    return _in_order(rows, "SELECT md5(value) AS digest, position FROM rows")
 
 
 def row_ids(hashes: pa.Array) -> pa.Array:
     """`<hash>#<n>`, n counting identical rows (equal hashes) of this write from 0."""
-    seen: dict[str, int] = {}
-    ids = []
-    for digest in hashes.to_pylist():
-        occurrence = seen.get(digest, 0)
-        seen[digest] = occurrence + 1
-        ids.append(f"{digest}#{occurrence}")
-    return pa.array(ids, pa.string())
+    rows = pa.table({"digest": hashes, "position": pa.array(range(len(hashes)), pa.int64())})
+    occurrence = "row_number() OVER (PARTITION BY digest ORDER BY position) - 1"
+    numbered = f"SELECT digest || '#' || CAST({occurrence} AS VARCHAR) AS digest, position FROM rows"
+    return _in_order(rows, numbered)
+
+
+def _in_order(rows: pa.Table, query: str) -> pa.Array:
+    """The `digest` column of `query` over `rows`, in the rows' original order."""
+    with duckdb.connect() as con:
+        con.register("rows", rows)
+        result = con.sql(f"SELECT digest FROM ({query}) ORDER BY position").to_arrow_table()
+    return pc.cast(result.column("digest").combine_chunks(), pa.string())
 
 
 def first_per_key(table: pa.Table, key: Sequence[str], order: Sequence[tuple[str, str]]) -> pa.Table:
