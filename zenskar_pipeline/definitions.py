@@ -1,11 +1,14 @@
-"""Composition root: the streams file becomes Dagster definitions.
+"""Composition root: the streams file and the discovery cache become Dagster definitions.
 
-The sync engine and its assets arrive with the sync-engine issue; until then the code location loads empty,
-so that `dagster dev` and the workspace are wired and checked from the start.
+Nothing here contacts Databricks: discovered tables come from the cache `zenskar-pipeline discover` writes.
+Without that cache the code location fails to load with the message saying what to run.
 """
 
 from __future__ import annotations
 
-import dagster as dg
+from zenskar_pipeline.config import load_config
+from zenskar_pipeline.defs import build_definitions
+from zenskar_pipeline.state import load_state
 
-defs = dg.Definitions()
+config = load_config()
+defs = build_definitions(config, load_state(config.state_path))

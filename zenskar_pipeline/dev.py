@@ -2,7 +2,7 @@
 
 With `DATABRICKS_SERVER_HOSTNAME` set, the pipeline talks to that workspace. Without it, the demo tables are
 seeded (once) under the warehouse root and served locally, and its settings are handed to Dagster as the
-`DATABRICKS_*` variables.
+`DATABRICKS_*` variables. Either way `discover` refreshes the cache the code location loads from first.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ def run_dev(warehouse_root: Path, port: int) -> int:
         env.update(server.start().env())
         print(f"Local warehouse serving {warehouse_root} at {server.info.server_hostname}:{server.info.port}")
     try:
+        # The code location loads from the discovery cache: refresh it first, so the UI shows today's tables.
+        discovered = subprocess.call([sys.executable, "-m", "zenskar_pipeline.cli", "discover"], env=env)
+        if discovered != 0:
+            return discovered
         command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)]
         return subprocess.call(command, env=env)
     except KeyboardInterrupt:

@@ -1,0 +1,117 @@
+"""The asset factory: one Dagster asset per stream whose step runs one `run_sync` and reports each partition.
+
+No annotations import from `__future__` here: Dagster reads the step function's resource annotation.
+"""
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from zenskar_pipeline.config import ConfigError, Granularity, PartitionSpec, ResolvedStream
+from zenskar_pipeline.databricks import DatabricksResource
+from zenskar_pipeline.databricks.discovery import DiscoveredTable
+from zenskar_pipeline.defs import checks
+from zenskar_pipeline.defs.translator import STREAM_TAG, StreamTranslator
+from zenskar_pipeline.destinations import DeltaDestination, SchemaDriftError
+from zenskar_pipeline.sync import PartitionReport, Scope, run_sync
+
+WAREHOUSE_POOL = "databricks_warehouse"
+
+# The connector already retries 429/503 answers within a request; this covers what it gives up on (a reset
+# connection, a warehouse that kept starting) and a Delta commit conflict that outlived the writer's retries.
+TRANSIENT_RETRY = dg.RetryPolicy(
+    max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+_PARTITIONS: dict[Granularity, type[dg.TimeWindowPartitionsDefinition]] = {
+    Granularity.HOURLY: dg.HourlyPartitionsDefinition,
+    Granularity.DAILY: dg.DailyPartitionsDefinition,
+    Granularity.WEEKLY: dg.WeeklyPartitionsDefinition,
+    Granularity.MONTHLY: dg.MonthlyPartitionsDefinition,
+}
+
+
+def partitions_def(spec: PartitionSpec | None) -> dg.TimeWindowPartitionsDefinition | None:
+    """Dagster's time-window partitions for a stream's `partitions:` (None: unpartitioned)."""
+    if spec is None:
+        return None
+    kind: Any = _PARTITIONS[spec.granularity]
+    definition: dg.TimeWindowPartitionsDefinition = kind(
+        start_date=spec.start_key, timezone=spec.timezone, end_offset=spec.end_offset
+    )
+    return definition
+
+
+def stream_asset(
+    stream: ResolvedStream, table: DiscoveredTable, translator: StreamTranslator
+) -> dg.AssetsDefinition:
+    """The copy of one stream as an asset; its step needs the `databricks` resource."""
+    spec = translator.copy_spec(stream, table).replace_attributes(skippable=True)
+    key = spec.key
+    specs = checks.check_specs(stream, key)
+
+    @dg.multi_asset(
+        name=key.to_python_identifier(),
+        specs=[spec],
+        check_specs=specs,
+        partitions_def=partitions_def(stream.settings.partitions),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        retry_policy=TRANSIENT_RETRY,
+        pool=WAREHOUSE_POOL,
+        op_tags={STREAM_TAG: stream.name},
+    )
+    def sync_stream(context: dg.AssetExecutionContext, databricks: DatabricksResource) -> Iterator[Any]:
+        partitioned = stream.settings.partitions is not None
+        scope = Scope.partitions(context.partition_keys) if partitioned else Scope.whole_table()
+        destination = DeltaDestination.for_stream(stream)
+        try:
+            with databricks.session() as session:
+                reports = run_sync(session, stream, table, destination, scope)
+        except (ConfigError, SchemaDriftError, ValueError) as error:
+            # Bad settings, partition keys or a breaking source change (the message names the stream):
+            # retrying cannot help.
+            raise dg.Failure(str(error), allow_retries=False) from error
+        for report in reports:
+            yield dg.AssetMaterialization(
+                asset_key=key,
+                partition=report.partition,
+                metadata=report_metadata(report, stream),
+            )
+        if specs:
+            yield checks.outside_windows_result(key, reports)
+
+    return sync_stream
+
+
+def report_metadata(report: PartitionReport, stream: ResolvedStream) -> dict[str, Any]:
+    """What one partition's materialization shows. `dagster/row_count` is the rows this run wrote to the
+    partition (counting the whole copy would cost a scan of it on every run)."""
+    rate = report.rows_read / report.seconds if report.seconds > 0 else 0.0
+    return {
+        "dagster/row_count": report.rows_written,
+        "dagster/uri": stream.destination_uri,
+        "rows_read": report.rows_read,
+        "rows_written": report.rows_written,
+        "rows_deleted": report.rows_deleted,
+        "skipped_null_cursor": report.skipped_null_cursor,
+        "skipped_outside_windows": report.skipped_outside_windows,
+        "source_version": report.source_version,
+        "destination_version": report.destination_version,
+        "cursor_before": _cursor(report.cursor_before),
+        "cursor_after": _cursor(report.cursor_after),
+        "seconds": round(report.seconds, 3),
+        "rows_per_second": round(rate, 1),
+    }
+
+
+def _cursor(value: Any) -> Any:
+    """A cursor as metadata: instants and dates as ISO text, numbers as they are, None as null."""
+    if value is None:
+        return dg.MetadataValue.null()
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    if isinstance(value, int | float | str):
+        return value
+    return str(value)

@@ -1,0 +1,97 @@
+"""Materializing copies through real Dagster against the local warehouse: one partition, a single-run range
+that reports each partition on its own, an unpartitioned full refresh, and the outside-windows check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+from deltalake import DeltaTable
+
+from zenskar_pipeline.defs import OUTSIDE_WINDOWS, build_definitions
+from zenskar_pipeline_tests.test_defs.conftest import Project
+
+EVENTS_KEY = dg.AssetKey(["zenskar", "zdefs", "billing", "usage_events"])
+CUSTOMERS_KEY = dg.AssetKey(["zenskar", "zdefs", "billing", "customers"])
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def _materialize(project: Project, key: dg.AssetKey, **kwargs: Any) -> dg.ExecuteInProcessResult:
+    defs = build_definitions(project.config, project.state, databricks=project.databricks)
+    return dg.materialize(
+        [defs.resolve_assets_def(key)],
+        instance=dg.DagsterInstance.ephemeral(),
+        **kwargs,
+    )
+
+
+def _by_partition(result: dg.ExecuteInProcessResult) -> dict[str | None, dict[str, Any]]:
+    return {
+        m.partition: {name: value.value for name, value in m.metadata.items()}
+        for m in result.asset_materializations_for_node(result.all_node_events[0].node_name)
+    }
+
+
+def _landed(project: Project, path: str) -> list[dict[str, Any]]:
+    return DeltaTable(str(project.destination / path)).to_pyarrow_table().to_pylist()
+
+
+def test_one_partition_lands_its_rows_and_reports_them(project: Project) -> None:
+    result = _materialize(project, EVENTS_KEY, partition_key="2026-01-02")
+    assert result.success
+    reports = _by_partition(result)
+    assert list(reports) == ["2026-01-02"]
+    report = reports["2026-01-02"]
+    assert report["dagster/row_count"] == 2
+    assert report["rows_read"] == 2 and report["rows_written"] == 2 and report["rows_deleted"] == 0
+    assert report["skipped_null_cursor"] == 0 and report["skipped_outside_windows"] == 0
+    assert report["dagster/uri"] == str(project.destination / "zdefs/billing/usage_events")
+    assert report["cursor_before"] is None
+    assert report["cursor_after"] == "2026-01-02T05:00:00+00:00"
+    assert isinstance(report["source_version"], int)
+    assert report["seconds"] >= 0 and report["rows_per_second"] >= 0
+    landed = _landed(project, "zdefs/billing/usage_events")
+    assert sorted(row["event_id"] for row in landed) == ["b1", "b2"]
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == OUTSIDE_WINDOWS and check.passed
+
+
+def test_a_single_run_range_reports_each_partition_on_its_own(project: Project) -> None:
+    tags = {RANGE_START: "2026-01-01", RANGE_END: "2026-01-03"}
+    result = _materialize(project, EVENTS_KEY, tags=tags)
+    assert result.success
+    reports = _by_partition(result)
+    assert sorted(k for k in reports if k) == ["2026-01-01", "2026-01-02", "2026-01-03"]
+    assert {k: r["rows_written"] for k, r in reports.items()} == {
+        "2026-01-01": 1,
+        "2026-01-02": 2,
+        "2026-01-03": 3,
+    }
+    assert {k: r["dagster/row_count"] for k, r in reports.items()} == {
+        "2026-01-01": 1,
+        "2026-01-02": 2,
+        "2026-01-03": 3,
+    }
+    assert len(_landed(project, "zdefs/billing/usage_events")) == 6
+    # Dagster's own record agrees: one materialization per partition, each with its own count.
+    assert len(result.get_asset_materialization_events()) == 3
+
+
+def test_nothing_new_lands_nothing_and_says_so(project: Project) -> None:
+    _materialize(project, EVENTS_KEY, partition_key="2026-01-03")
+    again = _by_partition(_materialize(project, EVENTS_KEY, partition_key="2026-01-03"))["2026-01-03"]
+    assert again["rows_written"] == 0 and again["destination_version"] is None
+    assert again["cursor_before"] == again["cursor_after"] == "2026-01-03T00:00:00+00:00"
+
+
+def test_an_unpartitioned_full_refresh_copies_the_whole_table(project: Project) -> None:
+    result = _materialize(project, CUSTOMERS_KEY)
+    assert result.success
+    reports = _by_partition(result)
+    assert list(reports) == [None]
+    assert reports[None]["rows_written"] == 2 and reports[None]["dagster/row_count"] == 2
+    landed = _landed(project, "zdefs/billing/customers")
+    assert sorted(row["customer_id"] for row in landed) == ["c1", "c2"]
+    assert all("email" not in row for row in landed)
+    assert not result.get_asset_check_evaluations()
