@@ -6,13 +6,17 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from zenskar_pipeline.defs import STREAM_TAG, WAREHOUSE_POOL
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_one_run_per_stream_and_a_bounded_warehouse_pool(tmp_path: Path) -> None:
+def test_one_run_per_stream_and_a_bounded_warehouse_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # dagster.yaml keeps its storage under DAGSTER_HOME
     shutil.copyfile(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         settings = instance.get_concurrency_config()
