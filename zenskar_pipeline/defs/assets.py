@@ -8,19 +8,29 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
+from databricks.sql.exc import RequestError
+from deltalake.exceptions import CommitFailedError
+from urllib3.exceptions import MaxRetryError
 
-from zenskar_pipeline.config import ConfigError, Granularity, PartitionSpec, ResolvedStream
+from zenskar_pipeline.config import Granularity, PartitionSpec, ResolvedStream
 from zenskar_pipeline.databricks import DatabricksResource
 from zenskar_pipeline.databricks.discovery import DiscoveredTable
 from zenskar_pipeline.defs import checks
 from zenskar_pipeline.defs.translator import STREAM_TAG, StreamTranslator
-from zenskar_pipeline.destinations import DeltaDestination, SchemaDriftError
+from zenskar_pipeline.destinations import DeltaDestination
 from zenskar_pipeline.sync import PartitionReport, Scope, run_sync
 
 WAREHOUSE_POOL = "databricks_warehouse"
 
 # The connector already retries 429/503 answers within a request; this covers what it gives up on (a reset
 # connection, a warehouse that kept starting) and a Delta commit conflict that outlived the writer's retries.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    RequestError,  # the connector gave up on a request (after its own 429/503 retries)
+    MaxRetryError,
+    ConnectionError,
+    TimeoutError,
+    CommitFailedError,  # a Delta commit race that outlived the writer's retries
+)
 TRANSIENT_RETRY = dg.RetryPolicy(
     max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
@@ -69,10 +79,12 @@ def stream_asset(
         try:
             with databricks.session() as session:
                 reports = run_sync(session, stream, table, destination, scope)
-        except (ConfigError, SchemaDriftError, ValueError) as error:
-            # Bad settings, partition keys or a breaking source change (the message names the stream):
-            # retrying cannot help.
-            raise dg.Failure(str(error), allow_retries=False) from error
+        except TRANSIENT_ERRORS:
+            raise  # the retry policy takes these
+        except Exception as error:
+            # Bad settings or partition keys, a breaking source change, an unwritable destination: retrying
+            # cannot help, so the run fails at once with the reason.
+            raise dg.Failure(f"{stream.name}: {error}", allow_retries=False) from error
         for report in reports:
             yield dg.AssetMaterialization(
                 asset_key=key,
