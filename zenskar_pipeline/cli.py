@@ -13,8 +13,11 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 if TYPE_CHECKING:
-    from zenskar_pipeline.config import ResolvedStream
-    from zenskar_pipeline.databricks.discovery import DiscoveredTable
+    import dagster as dg
+
+    from zenskar_pipeline.config import PipelineConfig, ResolvedStream
+    from zenskar_pipeline.databricks.discovery import DiscoveredCatalog, DiscoveredTable
+    from zenskar_pipeline.runner import Plan, StreamResult
 
 
 @click.group()
@@ -116,30 +119,12 @@ def discover(config_file: Path | None) -> None:
     the cached discovery that the code location loads."""
     import time
 
-    from zenskar_pipeline.config import ConfigError, load_config, resolve_streams
-    from zenskar_pipeline.databricks import DatabricksConnectionError, DatabricksResource
-    from zenskar_pipeline.databricks.discovery import discover_tables
-    from zenskar_pipeline.state import save_state, validate_streams
+    from zenskar_pipeline.config import ConfigError, resolve_streams
+    from zenskar_pipeline.state import validate_streams
 
-    try:
-        config = load_config(config_file)
-    except ConfigError as error:
-        _fail(str(error))
-    missing = [name for name in _REQUIRED_CONNECTION if not os.environ.get(name)]
-    if missing:
-        _fail(
-            f"set {', '.join(missing)} (and DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID with "
-            "DATABRICKS_CLIENT_SECRET); for the local warehouse, source <state-dir>/connection.env"
-        )
+    config = _load_config(config_file)
     started = time.monotonic()
-    try:
-        with DatabricksResource.from_env().process_config_and_initialize().session() as session:
-            found = discover_tables(session, config)
-    except DatabricksConnectionError as error:
-        _fail(f"cannot discover tables: {error}")
-    except Exception as error:  # the warehouse refused a statement: permissions, a stopped warehouse
-        _fail(f"cannot discover tables: {type(error).__name__}: {error}")
-    save_state(found, config.state_path)
+    found = _discover_and_save(config)
     try:
         streams = resolve_streams(config, found.tables, allow_missing_cursor=True)
     except ConfigError:
@@ -159,6 +144,38 @@ def discover(config_file: Path | None) -> None:
 
 
 _REQUIRED_CONNECTION = ("DATABRICKS_SERVER_HOSTNAME", "DATABRICKS_HTTP_PATH")
+
+
+def _load_config(config_file: Path | None) -> PipelineConfig:
+    from zenskar_pipeline.config import ConfigError, load_config
+
+    try:
+        return load_config(config_file)
+    except ConfigError as error:
+        _fail(str(error))
+
+
+def _discover_and_save(config: PipelineConfig) -> DiscoveredCatalog:
+    """Discover the tables `config` selects and refresh the cache; exits with the reason when it cannot."""
+    from zenskar_pipeline.databricks import DatabricksConnectionError, DatabricksResource
+    from zenskar_pipeline.databricks.discovery import discover_tables
+    from zenskar_pipeline.state import save_state
+
+    missing = [name for name in _REQUIRED_CONNECTION if not os.environ.get(name)]
+    if missing:
+        _fail(
+            f"set {', '.join(missing)} (and DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID with "
+            "DATABRICKS_CLIENT_SECRET); for the local warehouse, source <state-dir>/connection.env"
+        )
+    try:
+        with DatabricksResource.from_env().process_config_and_initialize().session() as session:
+            found = discover_tables(session, config)
+    except DatabricksConnectionError as error:
+        _fail(f"cannot discover tables: {error}")
+    except Exception as error:  # the warehouse refused a statement: permissions, a stopped warehouse
+        _fail(f"cannot discover tables: {type(error).__name__}: {error}")
+    save_state(found, config.state_path)
+    return found
 
 
 def _fail(message: str) -> NoReturn:
@@ -193,6 +210,155 @@ def _echo_table(table: DiscoveredTable, stream: ResolvedStream) -> None:
             text += f"; the stream sets none: add `cursor_field: {suggestion.columns[0]}`"
         click.echo(f"  suggested {label}: {text}")
     click.echo()
+
+
+_CONFIG_OPTION = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The streams file (default: $ZENSKAR_PIPELINE_CONFIG, else ./streams.yaml).",
+)
+
+
+@main.command()
+@_CONFIG_OPTION
+@click.option(
+    "--select",
+    "patterns",
+    multiple=True,
+    metavar="PATTERN",
+    help="Only streams whose catalog.schema.table matches (fnmatch, e.g. 'main.billing.*'); repeatable.",
+)
+@click.option("--partition", default=None, metavar="KEY", help="One partition, e.g. 2026-01-01.")
+@click.option("--from", "first", default=None, metavar="KEY", help="First partition of a range (inclusive).")
+@click.option("--to", "last", default=None, metavar="KEY", help="Last partition of a range (inclusive).")
+def sync(
+    config_file: Path | None,
+    patterns: tuple[str, ...],
+    partition: str | None,
+    first: str | None,
+    last: str | None,
+) -> None:
+    """Refresh the discovered tables, then materialize the selected streams through Dagster.
+
+    A partitioned stream runs as one single-run backfill: `--partition KEY`, `--from KEY --to KEY`, or by
+    default the whole range from its `start` to the latest partition. Unpartitioned streams run whole. Runs
+    go to the Dagster instance in $DAGSTER_HOME when that folder exists, else to a temporary one.
+    """
+    from zenskar_pipeline import runner
+
+    if partition is not None and (first is not None or last is not None):
+        _fail("use either --partition KEY or --from KEY --to KEY, not both")
+    if (first is None) != (last is None):
+        _fail("--from and --to go together: pass both (the range is inclusive)")
+    config = _load_config(config_file)
+    selected = _selected_streams(config, patterns, refresh=True)
+    selection = runner.Selection(partition=partition, first=first, last=last)
+    plans, failed = [], []
+    for stream in selected:
+        try:
+            plans.append(runner.plan_stream(stream, selection))
+        except ValueError as error:
+            failed.append(runner.StreamResult(stream.name, "-", 0, 0, 0.0, str(error)))
+    defs = _definitions(config)
+    with runner.dagster_instance() as instance:
+        results = runner.run_streams(defs, plans, instance, on_start=_echo_start, on_finish=_echo_finish)
+    results = failed + results
+    click.echo()
+    for line in runner.summary_lines(results):
+        click.echo(line)
+    errors = [result for result in results if not result.ok]
+    if errors:
+        for result in errors:
+            reason = (result.error or "").removeprefix(f"stream {result.stream}: ")
+            click.echo(f"{result.stream}: {reason}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("stream_name", metavar="STREAM")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_CONFIG_OPTION
+def reset(stream_name: str, yes: bool, config_file: Path | None) -> None:
+    """Delete a stream's Delta copy, so that the next sync starts over.
+
+    STREAM is the source table, catalog.schema.table. A stream keeps no sync state besides its copy (the
+    high-water marks and the change feed's synced-through version live in the copy), so deleting the copy
+    is the whole reset. Local destinations only for now.
+    """
+    import difflib
+    import shutil
+
+    config = _load_config(config_file)
+    streams = _selected_streams(config, (), refresh=False)
+    by_name = {stream.name: stream for stream in streams}
+    stream = by_name.get(stream_name.lower())
+    if stream is None:
+        close = difflib.get_close_matches(stream_name.lower(), list(by_name), n=1)
+        known = ", ".join(sorted(by_name)) or "none"
+        hint = f"; did you mean {close[0]}?" if close else f" (streams: {known})"
+        _fail(f"{stream_name} is not a stream of {config.path}{hint}")
+    uri = stream.destination_uri
+    if "://" in uri and not uri.startswith("file://"):
+        _fail(f"stream {stream.name}: reset of an object-store copy ({uri}) is not supported yet")
+    folder = Path(uri.removeprefix("file://"))
+    if not folder.exists():
+        click.echo(f"stream {stream.name}: no copy at {folder}; nothing to reset")
+        return
+    if not yes:
+        click.confirm(f"Delete the copy of {stream.name} at {folder}?", abort=True)
+    shutil.rmtree(folder)
+    click.echo(f"stream {stream.name}: deleted {folder}; the next sync starts over")
+
+
+def _selected_streams(
+    config: PipelineConfig, patterns: tuple[str, ...], *, refresh: bool
+) -> list[ResolvedStream]:
+    """The config's streams checked against the discovered tables (refreshed first when `refresh`), kept to
+    those matching `patterns`; exits with the reason when there are none."""
+    from zenskar_pipeline import runner
+    from zenskar_pipeline.config import ConfigError
+    from zenskar_pipeline.state import StateError, load_state, validate_streams
+
+    try:
+        state = _discover_and_save(config) if refresh else load_state(config.state_path)
+        streams = validate_streams(config, state)
+    except (ConfigError, StateError) as error:
+        _fail(str(error))
+    selected = runner.select_streams(streams, patterns)
+    if patterns and not selected:
+        _fail(
+            f"--select {' '.join(patterns)} matches no stream; streams: "
+            + (", ".join(stream.name for stream in streams) or "none")
+        )
+    return selected
+
+
+def _definitions(config: PipelineConfig) -> dg.Definitions:
+    from zenskar_pipeline.config import ConfigError
+    from zenskar_pipeline.defs import build_definitions
+    from zenskar_pipeline.state import load_state
+
+    try:
+        return build_definitions(config, load_state(config.state_path))
+    except ConfigError as error:
+        _fail(str(error))
+
+
+def _echo_start(plan: Plan) -> None:
+    note = f"  ({plan.note})" if plan.note else ""
+    click.echo(f"-> {plan.stream.name}: {plan.label}{note}")
+
+
+def _echo_finish(plan: Plan, result: StreamResult) -> None:
+    if result.ok:
+        click.echo(
+            f"   {result.stream}: {result.rows_written:,} rows written ({result.rows_read:,} read) in "
+            f"{result.seconds:.1f} s, {result.rows_per_second:,.0f} rows/s"
+        )
+    else:
+        click.echo(f"   {result.stream}: failed after {result.seconds:.1f} s")
 
 
 @main.command()

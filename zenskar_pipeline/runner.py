@@ -1,0 +1,256 @@
+"""Running streams through Dagster for the command line (`sync`, `demo`): one run per stream, in process, on
+the project's Dagster instance, with each stream's result gathered from its materialization events.
+
+A partitioned stream runs as one single-run backfill over its range (the partition-range tags); an
+unpartitioned one runs whole. Dagster's console log is kept to critical messages: a failed stream is
+reported as one line of its own. Errors retrying cannot fix fail the step at once (the asset raises them
+as not retryable); transient warehouse errors still follow the asset's retry policy.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from zenskar_pipeline.config import ResolvedStream
+from zenskar_pipeline.defs import partitions_def, stream_job_name
+
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+SECRET_VARIABLES = ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET")
+
+# Quiet console (see the module docstring).
+RUN_CONFIG: dict[str, Any] = {
+    "loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+    "execution": {"config": {"retries": {"disabled": {}}}},
+}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which partitions a run covers: one key, an inclusive range, or everything (`start` to the latest)."""
+
+    partition: str | None = None
+    first: str | None = None
+    last: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one stream's run covers. `keys` empty and `whole` False: nothing to run (`note` says why)."""
+
+    stream: ResolvedStream
+    keys: tuple[str, ...] = ()
+    whole: bool = False
+    note: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.whole:
+            return "whole table"
+        if not self.keys:
+            return "-"
+        if len(self.keys) == 1:
+            return self.keys[0]
+        return f"{self.keys[0]}..{self.keys[-1]} ({len(self.keys)})"
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    stream: str
+    partitions: str  # the plan's label
+    rows_read: int
+    rows_written: int
+    seconds: float
+    error: str | None = None  # one line, no traceback
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.ok else "failed"
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.seconds if self.seconds > 0 else 0.0
+
+
+def select_streams(streams: Sequence[ResolvedStream], patterns: Iterable[str]) -> list[ResolvedStream]:
+    """The streams whose `catalog.schema.table` matches any of `patterns` (fnmatch); all when none given."""
+    patterns = list(patterns)
+    if not patterns:
+        return list(streams)
+    return [s for s in streams if any(fnmatch.fnmatchcase(s.name, p.lower()) for p in patterns)]
+
+
+def plan_stream(stream: ResolvedStream, selection: Selection) -> Plan:
+    """The partitions `selection` means for `stream`; `ValueError` (naming the stream) for a key it lacks."""
+    definition = partitions_def(stream.settings.partitions)
+    if definition is None:
+        return Plan(stream, whole=True)
+    keys = definition.get_partition_keys()
+    if not keys:
+        return Plan(stream, note="no partitions yet (start is in the future)")
+
+    def known(key: str) -> str:
+        if key not in keys:
+            raise ValueError(
+                f"stream {stream.name}: {key!r} is not one of its partitions ({keys[0]} .. {keys[-1]})"
+            )
+        return key
+
+    if selection.partition is not None:
+        return Plan(stream, keys=(known(selection.partition),))
+    first = known(selection.first) if selection.first is not None else keys[0]
+    last = known(selection.last) if selection.last is not None else keys[-1]
+    start, end = keys.index(first), keys.index(last)
+    if start > end:
+        raise ValueError(f"stream {stream.name}: --from {first} is after --to {last}")
+    return Plan(stream, keys=tuple(keys[start : end + 1]))
+
+
+def last_keys(stream: ResolvedStream, count: int) -> Selection:
+    """The last `count` partitions of a partitioned stream as a range (all, when unpartitioned)."""
+    definition = partitions_def(stream.settings.partitions)
+    if definition is None:
+        return Selection()
+    keys = definition.get_partition_keys()
+    if not keys:
+        return Selection()
+    return Selection(first=keys[max(0, len(keys) - count)], last=keys[-1])
+
+
+@contextmanager
+def dagster_instance(home: str | None = None) -> Iterator[dg.DagsterInstance]:
+    """The instance of `DAGSTER_HOME` when it names an existing folder, else a temporary one."""
+    home = home if home is not None else os.environ.get("DAGSTER_HOME")
+    if home and Path(home).is_dir():
+        os.environ["DAGSTER_HOME"] = str(Path(home).resolve())
+        with dg.DagsterInstance.get() as instance:
+            yield instance
+    else:
+        with dg.DagsterInstance.ephemeral() as instance:
+            yield instance
+
+
+def run_plan(defs: dg.Definitions, plan: Plan, instance: dg.DagsterInstance) -> StreamResult:
+    """Run one stream's job for its plan and gather what it landed."""
+    started = time.monotonic()
+    if not plan.whole and not plan.keys:
+        return StreamResult(plan.stream.name, plan.label, 0, 0, 0.0)
+    job = defs.resolve_job_def(stream_job_name(plan.stream))
+    options: dict[str, Any] = {}
+    if len(plan.keys) == 1:
+        options["partition_key"] = plan.keys[0]
+    elif plan.keys:
+        options["tags"] = {RANGE_START: plan.keys[0], RANGE_END: plan.keys[-1]}
+    try:
+        result = job.execute_in_process(
+            run_config=RUN_CONFIG, instance=instance, raise_on_error=False, **options
+        )
+    except Exception as error:  # Dagster refused the run itself (a bad tag, an instance problem)
+        return StreamResult(
+            plan.stream.name,
+            plan.label,
+            0,
+            0,
+            time.monotonic() - started,
+            redact(f"{type(error).__name__}: {_first_line(str(error))}"),
+        )
+    read = written = 0
+    for event in result.get_asset_materialization_events():
+        data = event.step_materialization_data
+        metadata = data.materialization.metadata if data is not None else {}
+        read += _int(metadata.get("rows_read"))
+        written += _int(metadata.get("rows_written"))
+    failure = None if result.success else _failure(result)
+    return StreamResult(plan.stream.name, plan.label, read, written, time.monotonic() - started, failure)
+
+
+def run_streams(
+    defs: dg.Definitions,
+    plans: Sequence[Plan],
+    instance: dg.DagsterInstance,
+    *,
+    on_start: Callable[[Plan], None] | None = None,
+    on_finish: Callable[[Plan, StreamResult], None] | None = None,
+) -> list[StreamResult]:
+    results = []
+    for plan in plans:
+        if on_start is not None:
+            on_start(plan)
+        result = run_plan(defs, plan, instance)
+        if on_finish is not None:
+            on_finish(plan, result)
+        results.append(result)
+    return results
+
+
+def summary_lines(results: Sequence[StreamResult]) -> list[str]:
+    """A plain-text table: stream, partitions, rows read, rows written, seconds, status."""
+    header = ("stream", "partitions", "rows read", "rows written", "seconds", "status")
+    rows = [
+        (
+            r.stream,
+            r.partitions,
+            f"{r.rows_read:,}",
+            f"{r.rows_written:,}",
+            f"{r.seconds:.1f}",
+            r.status,
+        )
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    numeric = {2, 3, 4}
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i]) for i, cell in enumerate(cells)
+        ).rstrip()
+
+    return [line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)]
+
+
+def redact(text: str) -> str:
+    """`text` with the values of the secret variables blanked out."""
+    for name in SECRET_VARIABLES:
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+def _failure(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        error = data.error if data is not None else None
+        # Dagster wraps what the step raised; the user's own error is the useful one.
+        while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+            error = error.cause
+        if error is not None:
+            message = _first_line(error.message)
+            if error.cls_name in ("Failure", "DagsterExecutionStepExecutionError"):
+                return redact(message)
+            prefix = f"{error.cls_name}: "
+            return redact(message if message.startswith(prefix) else prefix + message)
+    return "the run failed (see the Dagster run log)"
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else "unknown error"
+
+
+def _int(value: Any) -> int:
+    raw = getattr(value, "value", value)
+    return int(raw) if isinstance(raw, int | float) else 0
