@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from databricks import sql
 
+from zenskar_pipeline.databricks import DatabricksResource
 from zenskar_pipeline.local_warehouse.server import ConnectionInfo, LocalWarehouse
 
 os.environ["TZ"] = "UTC"
@@ -43,6 +44,18 @@ def connect(info: ConnectionInfo, **kwargs: Any) -> Any:
     }
     options.update(kwargs)
     return sql.connect(**options)
+
+
+def databricks_resource(warehouse: LocalWarehouse) -> DatabricksResource:
+    """The product's connection resource, pointed at the session's warehouse with its token."""
+    info = warehouse.info
+    return DatabricksResource(
+        server_hostname=info.server_hostname,
+        port=info.port,
+        http_path=info.http_path,
+        access_token=info.access_token,
+        tls_ca_file=info.tls_ca_file,
+    )
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import pyarrow as pa
 import pytest
 
 from zenskar_pipeline.config import PipelineConfig, TableName
-from zenskar_pipeline.databricks import DatabricksResource
 from zenskar_pipeline.databricks.discovery import (
     DiscoveredCatalog,
     DiscoveredColumn,
@@ -25,6 +24,7 @@ from zenskar_pipeline.databricks.discovery import (
 from zenskar_pipeline.local_warehouse import tables
 from zenskar_pipeline.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.state import load_state
+from zenskar_pipeline_tests.conftest import databricks_resource
 from zenskar_pipeline_tests.test_config.streams_files import load
 
 USAGE = "zdisc.billing.usage_events"
@@ -99,17 +99,6 @@ def source(warehouse: LocalWarehouse) -> LocalWarehouse:
     return warehouse
 
 
-def resource(warehouse: LocalWarehouse) -> DatabricksResource:
-    info = warehouse.info
-    return DatabricksResource(
-        server_hostname=info.server_hostname,
-        port=info.port,
-        http_path=info.http_path,
-        access_token=info.access_token,
-        tls_ca_file=info.tls_ca_file,
-    )
-
-
 def streams(tmp_path: Path, *tables_or_patterns: str) -> PipelineConfig:
     entries = "\n".join(f"  - table: '{name}'" for name in tables_or_patterns)
     text = f"destination: {{uri: out}}\ndefaults: {{sync_mode: full_refresh}}\nstreams:\n{entries}\n"
@@ -117,7 +106,7 @@ def streams(tmp_path: Path, *tables_or_patterns: str) -> PipelineConfig:
 
 
 def discover(warehouse: LocalWarehouse, config: PipelineConfig) -> DiscoveredCatalog:
-    with resource(warehouse).session() as session:
+    with databricks_resource(warehouse).session() as session:
         return discover_tables(session, config)
 
 
@@ -169,7 +158,7 @@ def test_selects_only_what_the_entries_match(
 
 def test_three_statements_per_catalog(source: LocalWarehouse, tmp_path: Path) -> None:
     config = streams(tmp_path, "zdisc.billing.*", READINGS, AUDIT)
-    with resource(source).session() as session:
+    with databricks_resource(source).session() as session:
         found = discover_tables(session, config)
         assert session.statements_issued == 6  # tables, columns, keys: for zdisc and for zdisc2
     assert found.statements == 6

@@ -16,6 +16,7 @@ from zenskar_pipeline.databricks import DatabricksResource
 from zenskar_pipeline.databricks.discovery import DiscoveredCatalog, discover_tables
 from zenskar_pipeline.local_warehouse import tables
 from zenskar_pipeline.local_warehouse.server import LocalWarehouse
+from zenskar_pipeline_tests.conftest import databricks_resource
 
 EVENTS = "zdefs.billing.usage_events"
 CUSTOMERS = "zdefs.billing.customers"
@@ -83,17 +84,6 @@ def source_tables(root: Path) -> None:
     tables.create_table(root, READINGS, readings.empty_table())
 
 
-def resource_for(warehouse: LocalWarehouse) -> DatabricksResource:
-    info = warehouse.info
-    return DatabricksResource(
-        server_hostname=info.server_hostname,
-        port=info.port,
-        http_path=info.http_path,
-        access_token=info.access_token,
-        tls_ca_file=info.tls_ca_file,
-    )
-
-
 @dataclass
 class Project:
     config: PipelineConfig
@@ -113,7 +103,7 @@ def write_streams(folder: Path) -> Path:
 def project(warehouse: LocalWarehouse, tmp_path: Path) -> Iterator[Project]:
     source_tables(warehouse.root)
     config = load_config(write_streams(tmp_path), env={})
-    databricks = resource_for(warehouse)
+    databricks = databricks_resource(warehouse)
     with databricks.session() as session:
         state = discover_tables(session, config)
     yield Project(config, state, databricks, tmp_path / "destination")

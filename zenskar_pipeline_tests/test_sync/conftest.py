@@ -21,12 +21,13 @@ from zenskar_pipeline.config import (
     SyncMode,
     TableName,
 )
-from zenskar_pipeline.databricks import DatabricksResource, DatabricksSession
+from zenskar_pipeline.databricks import DatabricksSession
 from zenskar_pipeline.databricks.discovery import DiscoveredColumn, DiscoveredTable
 from zenskar_pipeline.destinations import DeltaDestination
 from zenskar_pipeline.local_warehouse import tables
 from zenskar_pipeline.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.sync import PartitionReport, Scope, run_sync
+from zenskar_pipeline_tests.conftest import databricks_resource
 
 _names = itertools.count()
 
@@ -91,15 +92,7 @@ class Source:
 
 @pytest.fixture
 def session(warehouse: LocalWarehouse) -> Iterator[DatabricksSession]:
-    info = warehouse.info
-    resource = DatabricksResource(
-        server_hostname=info.server_hostname,
-        port=info.port,
-        http_path=info.http_path,
-        access_token=info.access_token,
-        tls_ca_file=info.tls_ca_file,
-    )
-    with resource.session() as opened:
+    with databricks_resource(warehouse).session() as opened:
         yield opened
 
 
