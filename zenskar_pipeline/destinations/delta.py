@@ -23,7 +23,14 @@ from deltalake.schema import PrimitiveType
 
 from zenskar_pipeline.config.models import ResolvedStream
 from zenskar_pipeline.destinations import conditions, landing
-from zenskar_pipeline.destinations.landing import CONTENT_HASH, PARTITION, ROW_ID, SOURCE_VERSION, SYNCED_AT
+from zenskar_pipeline.destinations.landing import (
+    CONTENT_HASH,
+    DELETED,
+    PARTITION,
+    ROW_ID,
+    SOURCE_VERSION,
+    SYNCED_AT,
+)
 from zenskar_pipeline.destinations.schema_drift import SchemaPlan, conform, plan_schema
 
 log = logging.getLogger(__name__)
@@ -52,7 +59,9 @@ class WriteResult:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class Prepared:
+    """A write's rows with their system columns, in the schema they are written with."""
+
     rows: pa.Table
     plan: SchemaPlan
 
@@ -130,10 +139,12 @@ class DeltaDestination:
         *,
         source_version: int,
         app_transaction: AppTransaction | None = None,
+        keep_tombstones: bool = False,
     ) -> WriteResult:
         """Full refresh: the scope (these partitions, or the whole table when None) becomes exactly the
         batches' rows in one overwrite commit. Batches stream through; if the reader fails, nothing is
-        committed and its error is raised. A row outside the scope is an error."""
+        committed and its error is raised. A row outside the scope is an error. `keep_tombstones`: rows
+        marked `_zenskar_deleted` stay (a window rebuilt from the source, which no longer has them)."""
         if partitions is not None and not self.partitioned:
             raise ValueError(f"{self.table_uri} is not partitioned; replace it whole (partitions=None)")
         reader = batches if isinstance(batches, pa.RecordBatchReader) else batches.to_reader()
@@ -168,11 +179,11 @@ class DeltaDestination:
                 self.table_uri,
                 stream,
                 mode="overwrite",
-                predicate=None if scope is None or current is None else conditions.in_list(PARTITION, scope),
+                predicate=None if current is None else self._replaced(scope, keep_tombstones, current),
                 partition_by=[PARTITION] if self.partitioned else None,
                 schema_mode="merge" if plan.added and current is not None else None,
                 storage_options=self.storage_options,
-                commit_properties=_commit_properties(app_transaction),
+                commit_properties=commit_properties(app_transaction),
             )
         except Exception:
             if failure:
@@ -187,21 +198,38 @@ class DeltaDestination:
         *,
         source_version: int | None = None,
         app_transaction: AppTransaction | None = None,
+        per_source_version: bool = False,
     ) -> WriteResult:
         """Incremental append: lands the rows not landed yet, matched on `landing_key` (primary key and
         cursor) within their partition, or on `_zenskar_row_id` when there is no key. One insert-only
         merge, so a racing writer fails Delta's conflict check and this one retries; nothing new, no
-        commit. Rows sharing a landing key within the batch land once (greatest version, then content)."""
+        commit. Rows sharing a landing key within the batch land once (greatest version, then content).
+
+        `per_source_version` (change-feed appends, rows carrying `_zenskar_source_version`): rows are told
+        apart by (row id, source version), row ids counted per version, so the same change read again
+        lands nothing and an identical change of another version still lands."""
         current = self.schema()
-        if landing_key is None and current is not None and ROW_ID not in current.names:
+        # A change-feed copy starts from a snapshot without row ids; its changes never meet those rows
+        # (they carry later source versions), so it needs none.
+        if (
+            landing_key is None
+            and not per_source_version
+            and current is not None
+            and ROW_ID not in current.names
+        ):
             raise ValueError(
                 f"{self.table_uri} was not written by a key-less append (it has no {ROW_ID}), so rows "
                 "landed before cannot be recognised; give the stream a primary key or reset it"
             )
-        prepared = self._prepare(batches, source_version, ROW_ID if landing_key is None else None)
+        prepared = self.prepare_rows(
+            batches,
+            source_version,
+            ROW_ID if landing_key is None else None,
+            row_ids_per_version=per_source_version,
+        )
         rows = prepared.rows
         if landing_key is None:
-            key: Sequence[str] = [ROW_ID]
+            key: Sequence[str] = [ROW_ID, SOURCE_VERSION] if per_source_version else [ROW_ID]
         else:
             key = list(landing_key)
             hashes = landing.content_hashes(rows)
@@ -215,17 +243,20 @@ class DeltaDestination:
         matched = conditions.same_key([*key, *([PARTITION] if self.partitioned else [])])
 
         def merge(table: DeltaTable) -> dict[str, Any]:
+            if ROW_ID in key and ROW_ID not in pa.schema(table.schema()).names:
+                # A change-feed copy a snapshot wrote: the match names the column, so it must exist.
+                table.alter.add_columns([Field(ROW_ID, PrimitiveType("string"), nullable=True)])
             merger = table.merge(
                 rows,
                 matched,
                 source_alias="s",
                 target_alias="t",
                 merge_schema=bool(prepared.plan.added),
-                commit_properties=_commit_properties(app_transaction),
+                commit_properties=commit_properties(app_transaction),
             )
             return merger.when_not_matched_insert_all().execute()
 
-        return self._merge_with_retries(rows, prepared.plan, merge, by_partition=True)
+        return self.commit_merge(rows, prepared.plan, merge, by_partition=True)
 
     def merge_deduped(
         self,
@@ -242,7 +273,7 @@ class DeltaDestination:
         moves if its partition changed); an unmatched one is inserted. Keys compare NULL-safely."""
         if not primary_key:
             raise ValueError(f"{self.table_uri}: a deduped merge needs a primary key")
-        prepared = self._prepare(batches, source_version, CONTENT_HASH)
+        prepared = self.prepare_rows(batches, source_version, CONTENT_HASH)
         order = [] if cursor_field is None else [(cursor_field, "descending")]
         order += [(SOURCE_VERSION, "descending"), (CONTENT_HASH, "descending")]
         rows = landing.first_per_key(prepared.rows, primary_key, order)
@@ -261,21 +292,28 @@ class DeltaDestination:
                     source_alias="s",
                     target_alias="t",
                     merge_schema=bool(prepared.plan.added),
-                    commit_properties=_commit_properties(app_transaction),
+                    commit_properties=commit_properties(app_transaction),
                 )
                 .when_matched_update_all(update_when)
                 .when_not_matched_insert_all()
                 .execute()
             )
 
-        return self._merge_with_retries(rows, prepared.plan, merge, by_partition=False)
+        return self.commit_merge(rows, prepared.plan, merge, by_partition=False)
 
     # --- the steps --------------------------------------------------------------------------------------
 
     def _table(self, version: int | None = None) -> DeltaTable:
         return DeltaTable(self.table_uri, version=version, storage_options=self.storage_options)
 
-    def _prepare(self, batches: Rows, source_version: int | None, landing_column: str | None) -> _Prepared:
+    def prepare_rows(
+        self,
+        batches: Rows,
+        source_version: int | None,
+        landing_column: str | None,
+        *,
+        row_ids_per_version: bool = False,
+    ) -> Prepared:
         """The whole write in memory (ranking and row ids need all of it), with system columns, in the
         copy's schema (checked for drift; widened first when the source widened a column)."""
         rows = batches.read_all() if isinstance(batches, pa.RecordBatchReader) else batches
@@ -301,10 +339,11 @@ class DeltaDestination:
         if landing_column == CONTENT_HASH:
             rows = rows.append_column(CONTENT_HASH, landing.content_hashes(rows))
         elif landing_column == ROW_ID:
-            rows = rows.append_column(ROW_ID, landing.row_ids(landing.content_hashes(rows)))
-        return _Prepared(rows.select(plan.schema.names), plan)
+            within = rows.column(SOURCE_VERSION).combine_chunks() if row_ids_per_version else None
+            rows = rows.append_column(ROW_ID, landing.row_ids(landing.content_hashes(rows), within))
+        return Prepared(rows.select(plan.schema.names), plan)
 
-    def _merge_with_retries(
+    def commit_merge(
         self,
         rows: pa.Table,
         plan: SchemaPlan,
@@ -342,12 +381,28 @@ class DeltaDestination:
                 )
                 time.sleep(pause)
         written = metrics["num_target_rows_inserted"] + metrics["num_target_rows_updated"]
-        if written == 0 and metrics["num_target_rows_deleted"] == 0:
+        deleted = metrics["num_target_rows_deleted"]
+        if written == 0 and deleted == 0:
             return WriteResult(0, 0, None, {})
         after = self._table()
         version = after.version() if after.version() > before else None
         counts = self._added_rows_by_partition(version) if by_partition and version is not None else None
-        return WriteResult(written, 0, version, counts)
+        return WriteResult(written, deleted, version, counts)
+
+    def advance(self, app_transaction: AppTransaction) -> int:
+        """Commit `app_transaction` without data (changes that touched no row of the copy), so that the
+        synced-through version moves on; the copy must exist. Returns the new table version."""
+        current = self.schema()
+        if current is None:
+            raise ValueError(f"{self.table_uri} does not exist; nothing to record a version in")
+        write_deltalake(
+            self.table_uri,
+            current.empty_table(),
+            mode="append",
+            storage_options=self.storage_options,
+            commit_properties=commit_properties(app_transaction),
+        )
+        return self._table().version()
 
     def _widen(self, plan: SchemaPlan) -> None:
         """Rewrite the copy with wider column types, in one commit, before writing rows that need them."""
@@ -365,6 +420,13 @@ class DeltaDestination:
             partition_by=[PARTITION] if self.partitioned else None,
             storage_options=self.storage_options,
         )
+
+    def _replaced(self, scope: Sequence[str] | None, keep_tombstones: bool, current: pa.Schema) -> str | None:
+        """The predicate of the rows an overwrite replaces (None: all of them)."""
+        parts = [] if scope is None else [conditions.in_list(PARTITION, scope)]
+        if keep_tombstones and DELETED in current.names:
+            parts.append(f"({conditions.quote(DELETED)} IS NULL OR {conditions.quote(DELETED)} = false)")
+        return " AND ".join(parts) or None
 
     def _check_partition_column(self, schema: pa.Schema) -> None:
         has = PARTITION in schema.names
@@ -419,7 +481,7 @@ class DeltaDestination:
         return dict(counts)
 
 
-def _commit_properties(app_transaction: AppTransaction | None) -> CommitProperties | None:
+def commit_properties(app_transaction: AppTransaction | None) -> CommitProperties | None:
     if app_transaction is None:
         return None
     return CommitProperties(app_transactions=[Transaction(app_transaction.app_id, app_transaction.version)])

@@ -12,8 +12,12 @@ The system columns, each written by `DeltaDestination`:
 - `_zenskar_content_hash` STRING (deduped copies): the row's content hash (below); the last tie-break
   between two versions of a key, and how a merge sees that a row did not change.
 - `_zenskar_row_id` STRING (append copies without a primary key): content hash + `#` + the row's
-  occurrence number among identical rows of the write, so two identical events stay two and reading the
-  same rows again lands nothing new.
+  occurrence number among identical rows of the write (change-feed appends: of the same source version),
+  so two identical events stay two and reading the same rows again lands nothing new.
+- `_zenskar_deleted` BOOLEAN (change-feed deduped copies with `deletes: soft`): true once the source
+  deleted the row; the row keeps its last content.
+- `_zenskar_change_type` STRING (change-feed append copies): `insert`, `update_postimage` or `delete` as
+  the change feed says, `snapshot` for rows a snapshot landed.
 
 The content hash is a 128-bit MD5 (DuckDB's, vectorized; an identity, not a security measure) over the
 row's non-NULL columns (source columns and
@@ -37,9 +41,11 @@ SOURCE_VERSION = "_zenskar_source_version"
 SYNCED_AT = "_zenskar_synced_at"
 CONTENT_HASH = "_zenskar_content_hash"
 ROW_ID = "_zenskar_row_id"
+DELETED = "_zenskar_deleted"
+CHANGE_TYPE = "_zenskar_change_type"
 
 # Written by the writer, never part of a row's content.
-WRITER_COLUMNS = frozenset({SOURCE_VERSION, SYNCED_AT, CONTENT_HASH, ROW_ID})
+WRITER_COLUMNS = frozenset({SOURCE_VERSION, SYNCED_AT, CONTENT_HASH, ROW_ID, DELETED})
 SYNCED_AT_TYPE = pa.timestamp("us", tz="UTC")
 
 
@@ -57,10 +63,16 @@ def content_hashes(table: pa.Table) -> pa.Array:
     return _in_order(rows, "SELECT md5(value) AS digest, position FROM rows")
 
 
-def row_ids(hashes: pa.Array) -> pa.Array:
-    """`<hash>#<n>`, n counting identical rows (equal hashes) of this write from 0."""
-    rows = pa.table({"digest": hashes, "position": pa.array(range(len(hashes)), pa.int64())})
-    occurrence = "row_number() OVER (PARTITION BY digest ORDER BY position) - 1"
+def row_ids(hashes: pa.Array, within: pa.Array | None = None) -> pa.Array:
+    """`<hash>#<n>`, n counting identical rows (equal hashes) of this write from 0; with `within`, counting
+    afresh for each of its values (a change feed's commit versions), so that a row's id does not depend on
+    which other versions the write holds."""
+    columns = {"digest": hashes, "position": pa.array(range(len(hashes)), pa.int64())}
+    if within is not None:
+        columns["within"] = within
+    rows = pa.table(columns)
+    group = "digest" if within is None else "digest, within"
+    occurrence = f"row_number() OVER (PARTITION BY {group} ORDER BY position) - 1"
     numbered = f"SELECT digest || '#' || CAST({occurrence} AS VARCHAR) AS digest, position FROM rows"
     return _in_order(rows, numbered)
 

@@ -19,25 +19,10 @@ from zenskar_pipeline.databricks.discovery import DiscoveredTable
 from zenskar_pipeline.databricks.resource import DatabricksSession
 from zenskar_pipeline.databricks.sql_text import quote_table
 from zenskar_pipeline.destinations import PARTITION, SOURCE_VERSION, SYNCED_AT, DeltaDestination, WriteResult
+from zenskar_pipeline.sync.change_feed import run_change_feed_sync
 from zenskar_pipeline.sync.plan import PartitionCalendar, Scope, SyncPlan, column_name, lower_cursor_bound
 from zenskar_pipeline.sync.reader import Classified, as_utc, classify, current_version, read_statement
-
-
-@dataclass(frozen=True)
-class PartitionReport:
-    """What a run did for one partition (`partition` None: an unpartitioned stream)."""
-
-    partition: str | None
-    rows_read: int  # rows read that could land (skipped rows are counted below, not here)
-    rows_written: int
-    rows_deleted: int
-    skipped_null_cursor: int
-    skipped_outside_windows: int
-    source_version: int
-    cursor_before: Any  # the high-water mark before the run (None: nothing landed, or full refresh)
-    cursor_after: Any
-    seconds: float  # the whole run's wall-clock time (a range run is one read and one commit)
-    destination_version: int | None  # the commit that landed the rows; None: nothing committed
+from zenskar_pipeline.sync.report import PartitionReport
 
 
 @dataclass
@@ -82,8 +67,17 @@ def run_sync(
     scope: Scope,
     *,
     now: dt.datetime | None = None,
+    rebuild: bool = False,
 ) -> list[PartitionReport]:
-    """Sync `scope` of `stream` from the source's current Delta version into `destination`."""
+    """Sync `scope` of `stream` from the source's current Delta version into `destination`.
+
+    Change-feed streams go through `change_feed.run_change_feed_sync`; `rebuild` (a backfill) makes such a
+    run rebuild the scope's windows as of the copy's synced-through version. Cursor streams ignore it.
+    """
+    if stream.settings.change_feed:
+        return run_change_feed_sync(
+            session, stream, table, destination, scope, now=now or dt.datetime.now(dt.UTC), rebuild=rebuild
+        )
     started = time.monotonic()
     settings = stream.settings
     table_sql = quote_table(*table.name.parts)

@@ -100,6 +100,15 @@ class PartitionCalendar:
             last = self.next_start(last)
         return self.key(last)
 
+    def all_windows(self) -> tuple[Window, ...]:
+        """Every window of the definition, oldest first."""
+        windows = []
+        start = self.first_start
+        while start < self.end:
+            windows.append(Window(self.key(start), start, self.next_start(start)))
+            start = self.next_start(start)
+        return tuple(windows)
+
     def window(self, key: str) -> Window:
         """The window of a Dagster key; ValueError when the key is not one of this definition's."""
         try:

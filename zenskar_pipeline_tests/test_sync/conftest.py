@@ -14,7 +14,9 @@ import pytest
 from deltalake import DeltaTable
 
 from zenskar_pipeline.config import (
+    Deletes,
     Granularity,
+    OnMissingHistory,
     PartitionSpec,
     ResolvedStream,
     StreamSettings,
@@ -65,6 +67,9 @@ class Source:
             self.warehouse.root, self.name, pa.Table.from_pylist(rows, self.schema), self.primary_key
         )
 
+    def delete(self, predicate: str) -> None:
+        tables.delete(self.warehouse.root, self.name, predicate)
+
     @property
     def table(self) -> DiscoveredTable:
         columns = tuple(
@@ -76,10 +81,13 @@ class Source:
     def destination(self) -> DeltaDestination:
         return DeltaDestination.for_stream(self.stream)
 
-    def sync(self, *keys: str, stream: ResolvedStream | None = None) -> list[PartitionReport]:
+    def sync(
+        self, *keys: str, stream: ResolvedStream | None = None, rebuild: bool = False
+    ) -> list[PartitionReport]:
         stream = stream or self.stream
         scope = Scope.partitions(keys) if keys else Scope.whole_table()
-        return run_sync(self.session, stream, self.table, DeltaDestination.for_stream(stream), scope)
+        destination = DeltaDestination.for_stream(stream)
+        return run_sync(self.session, stream, self.table, destination, scope, rebuild=rebuild)
 
     def landed(self, *columns: str, uri: str | None = None) -> list[tuple[Any, ...]]:
         table = DeltaTable(uri or self.stream.destination_uri).to_pyarrow_table(columns=list(columns))
@@ -109,9 +117,16 @@ def make_source(warehouse: LocalWarehouse, session: DatabricksSession, tmp_path:
         timezone: str = "UTC",
         lag: dt.timedelta = dt.timedelta(0),
         start: dt.datetime = dt.datetime(2026, 1, 1),
+        change_feed: bool = False,
+        change_data_feed: bool | None = None,  # the source table's feed; default: as change_feed
+        deletes: Deletes = Deletes.HARD,
+        on_missing_history: OnMissingHistory = OnMissingHistory.ERROR,
     ) -> Source:
         name = f"zsync.s.t{next(_names)}"
-        tables.create_table(warehouse.root, name, schema.empty_table(), primary_key=primary_key)
+        feed_on = change_feed if change_data_feed is None else change_data_feed
+        tables.create_table(
+            warehouse.root, name, schema.empty_table(), primary_key=primary_key, change_data_feed=feed_on
+        )
         partitions = None
         if partition_field is not None:
             partitions = PartitionSpec(partition_field, granularity, start, timezone, include_current=True)
@@ -121,6 +136,9 @@ def make_source(warehouse: LocalWarehouse, session: DatabricksSession, tmp_path:
             cursor_lag=lag,
             primary_key=primary_key or None,
             partitions=partitions,
+            change_feed=change_feed,
+            deletes=deletes,
+            on_missing_history=on_missing_history,
         )
         uri = str(tmp_path / name.replace(".", "_"))
         stream = ResolvedStream(TableName.parse(name), settings, uri, "zsync_s", name.split(".")[-1])
