@@ -19,8 +19,11 @@ from zenskar_pipeline.defs import checks
 from zenskar_pipeline.defs.translator import STREAM_TAG, StreamTranslator
 from zenskar_pipeline.destinations import DeltaDestination
 from zenskar_pipeline.sync import PartitionReport, Scope, run_sync
+from zenskar_pipeline.sync.verify import verify
 
 WAREHOUSE_POOL = "databricks_warehouse"
+BACKFILL_TAG = "dagster/backfill"
+REBUILD_TAG = "zenskar/rebuild"
 
 # The connector already retries 429/503 answers within a request; this covers what it gives up on (a reset
 # connection, a warehouse that kept starting) and a Delta commit conflict that outlived the writer's retries.
@@ -78,31 +81,41 @@ def stream_asset(
         destination = DeltaDestination.for_stream(stream)
         try:
             with databricks.session() as session:
-                reports = run_sync(session, stream, table, destination, scope)
+                reports = run_sync(session, stream, table, destination, scope, rebuild=is_rebuild(context))
+                verification = verify(session, stream, table, destination, reports)
         except TRANSIENT_ERRORS:
             raise  # the retry policy takes these
         except Exception as error:
             # Bad settings or partition keys, a breaking source change, an unwritable destination: retrying
             # cannot help, so the run fails at once with the reason.
             raise dg.Failure(f"{stream.name}: {error}", allow_retries=False) from error
+        landed = destination.row_counts([r.partition for r in reports if r.partition is not None] or None)
         for report in reports:
+            if report.note:
+                context.log.warning(f"{stream.name}: {report.note}")
             yield dg.AssetMaterialization(
                 asset_key=key,
                 partition=report.partition,
-                metadata=report_metadata(report, stream),
+                metadata=report_metadata(report, stream, landed.get(report.partition, 0)),
             )
-        if specs:
-            yield checks.outside_windows_result(key, reports)
+        yield from checks.check_results(key, specs, reports, verification)
 
     return sync_stream
 
 
-def report_metadata(report: PartitionReport, stream: ResolvedStream) -> dict[str, Any]:
-    """What one partition's materialization shows. `dagster/row_count` is the rows this run wrote to the
-    partition (counting the whole copy would cost a scan of it on every run)."""
+def is_rebuild(context: dg.AssetExecutionContext) -> bool:
+    """Whether the run rebuilds windows (a change-feed stream's backfill) rather than bringing the copy
+    current: runs of a Dagster backfill, or tagged `zenskar/rebuild: true`."""
+    tags = context.run.tags
+    return BACKFILL_TAG in tags or tags.get(REBUILD_TAG, "").lower() == "true"
+
+
+def report_metadata(report: PartitionReport, stream: ResolvedStream, copy_rows: int) -> dict[str, Any]:
+    """What one partition's materialization shows: `dagster/row_count` is the rows the copy's partition
+    holds after the run (from the Delta log); `rows_written` what this run wrote there."""
     rate = report.rows_read / report.seconds if report.seconds > 0 else 0.0
-    return {
-        "dagster/row_count": report.rows_written,
+    metadata: dict[str, Any] = {
+        "dagster/row_count": copy_rows,
         "dagster/uri": stream.destination_uri,
         "rows_read": report.rows_read,
         "rows_written": report.rows_written,
@@ -116,6 +129,11 @@ def report_metadata(report: PartitionReport, stream: ResolvedStream) -> dict[str
         "seconds": round(report.seconds, 3),
         "rows_per_second": round(rate, 1),
     }
+    if stream.settings.change_feed:
+        metadata["synced_through_version"] = _cursor(report.cursor_after)
+    if report.note:
+        metadata["note"] = report.note
+    return metadata
 
 
 def _cursor(value: Any) -> Any:

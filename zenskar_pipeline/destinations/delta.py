@@ -100,6 +100,39 @@ class DeltaDestination:
     def transaction_version(self, app_id: str) -> int | None:
         return self._table().transaction_version(app_id) if self.exists() else None
 
+    def row_counts(self, partitions: Sequence[str] | None = None) -> dict[str | None, int]:
+        """Rows per partition (`{None: n}` when unpartitioned), from the Delta log alone: no data read.
+        Partitioned: every asked-for partition (None: every partition holding rows), 0 when empty."""
+        counts: dict[str | None, int] = dict.fromkeys(partitions or [], 0) if self.partitioned else {None: 0}
+        if not self.exists():
+            return counts
+        files = pa.table(self._table().get_add_actions(flatten=True))
+        records = files.column("num_records").to_pylist()
+        if not self.partitioned:
+            return {None: int(sum(n or 0 for n in records))}
+        for key, n in zip(files.column(f"partition.{PARTITION}").to_pylist(), records, strict=True):
+            if partitions is None or key in counts:
+                counts[key] = counts.get(key, 0) + int(n or 0)
+        return counts
+
+    def live_row_count(self) -> int:
+        """Rows not marked `_zenskar_deleted` (all rows when the copy keeps no tombstones)."""
+        if not self.exists():
+            return 0
+        dataset = self._table().to_pyarrow_dataset()
+        if DELETED not in dataset.schema.names:
+            return int(sum(self.row_counts().values()))
+        live = pc.field(DELETED).is_null() | (pc.field(DELETED) == pc.scalar(False))
+        return int(dataset.count_rows(filter=live))
+
+    def duplicate_keys(self, key: Sequence[str]) -> int:
+        """How many key values more than one row of the copy holds (NULL equal to NULL)."""
+        if not self.exists():
+            return 0
+        keys = self._table().to_pyarrow_dataset().to_table(columns=list(key))
+        grouped = keys.group_by(list(key), use_threads=False).aggregate([([], "count_all")])
+        return int(pc.sum(pc.greater(grouped.column("count_all"), 1)).as_py() or 0)
+
     def high_water_marks(
         self, cursor_field: str, partitions: Sequence[str] | None = None
     ) -> dict[str | None, Any]:

@@ -59,8 +59,12 @@ def test_partitions_policies_pool_and_tags(project: Project) -> None:
     assert events.op.retry_policy is not None
     assert events.op.pool == WAREHOUSE_POOL
     assert events.op.tags[STREAM_TAG] == "zdefs.billing.usage_events"
-    assert {check.name for check in events.check_specs} == {"no_rows_outside_partition_windows"}
-    assert not list(defs.resolve_assets_def(CUSTOMERS_KEY).check_specs)
+    assert {check.name for check in events.check_specs} == {
+        "no_rows_outside_partition_windows",
+        "primary_key_unique",
+    }
+    customers = defs.resolve_assets_def(CUSTOMERS_KEY).check_specs
+    assert {check.name for check in customers} == {"row_count_matches_source"}
     job = defs.resolve_job_def("sync__zdefs__billing__usage_events")
     assert job.tags[STREAM_TAG] == "zdefs.billing.usage_events"
 

@@ -9,6 +9,7 @@ import dagster as dg
 from deltalake import DeltaTable
 
 from zenskar_pipeline.defs import OUTSIDE_WINDOWS, build_definitions
+from zenskar_pipeline.defs.checks import ROW_COUNT, UNIQUE_KEY
 from zenskar_pipeline_tests.test_defs.conftest import Project
 
 EVENTS_KEY = dg.AssetKey(["zenskar", "zdefs", "billing", "usage_events"])
@@ -53,8 +54,9 @@ def test_one_partition_lands_its_rows_and_reports_them(project: Project) -> None
     assert report["seconds"] >= 0 and report["rows_per_second"] >= 0
     landed = _landed(project, "zdefs/billing/usage_events")
     assert sorted(row["event_id"] for row in landed) == ["b1", "b2"]
-    (check,) = result.get_asset_check_evaluations()
-    assert check.check_name == OUTSIDE_WINDOWS and check.passed
+    checks = {check.check_name: check for check in result.get_asset_check_evaluations()}
+    assert set(checks) == {OUTSIDE_WINDOWS, UNIQUE_KEY} and all(c.passed for c in checks.values())
+    assert checks[UNIQUE_KEY].metadata["duplicate_keys"].value == 0
 
 
 def test_a_single_run_range_reports_each_partition_on_its_own(project: Project) -> None:
@@ -80,8 +82,12 @@ def test_a_single_run_range_reports_each_partition_on_its_own(project: Project) 
 
 def test_nothing_new_lands_nothing_and_says_so(project: Project) -> None:
     _materialize(project, EVENTS_KEY, partition_key="2026-01-03")
-    again = _by_partition(_materialize(project, EVENTS_KEY, partition_key="2026-01-03"))["2026-01-03"]
+    result = _materialize(project, EVENTS_KEY, partition_key="2026-01-03")
+    assert result.success
+    again = _by_partition(result)["2026-01-03"]
     assert again["rows_written"] == 0 and again["destination_version"] is None
+    assert again["dagster/row_count"] == 3  # what the partition holds, not what this run wrote
+    assert all(check.passed for check in result.get_asset_check_evaluations())
     assert again["cursor_before"] == again["cursor_after"] == "2026-01-03T00:00:00+00:00"
 
 
@@ -94,4 +100,6 @@ def test_an_unpartitioned_full_refresh_copies_the_whole_table(project: Project) 
     landed = _landed(project, "zdefs/billing/customers")
     assert sorted(row["customer_id"] for row in landed) == ["c1", "c2"]
     assert all("email" not in row for row in landed)
-    assert not result.get_asset_check_evaluations()
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == ROW_COUNT and check.passed
+    assert (check.metadata["source_rows"].value, check.metadata["copy_rows"].value) == (2, 2)
