@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -85,13 +86,53 @@ def serve(
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--rows", type=click.IntRange(1, 10_000_000), default=100_000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same tables.")
-def seed_demo(root: Path, rows: int, seed: int) -> None:
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Then keep writing new versions of main.billing.usage_events (new events, late corrections, "
+    "deletes) until interrupted; an already seeded ROOT is not seeded again.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --live: the pause between two steps of writes.",
+)
+def seed_demo(root: Path, rows: int, seed: int, live: bool, interval: float) -> None:
     """Write the demo billing tables (several Delta versions) under ROOT."""
+    from zenskar_pipeline.local_warehouse.seed import USAGE_EVENTS
     from zenskar_pipeline.local_warehouse.seed import seed_demo as write_demo
 
-    summary = write_demo(root, rows=rows, seed=seed)
-    for line in summary.lines():
-        click.echo(line)
+    if live and USAGE_EVENTS.path(root).exists():
+        click.echo(f"{USAGE_EVENTS} is already seeded under {root}: not seeding again")
+    else:
+        try:
+            summary = write_demo(root, rows=rows, seed=seed)
+        except FileExistsError as error:
+            raise click.ClickException(f"{error}; --live writes new versions on top of them") from None
+        for line in summary.lines():
+            click.echo(line)
+    if live:
+        _write_live(root, seed, interval)
+
+
+def _write_live(root: Path, seed: int, interval: float) -> None:
+    from zenskar_pipeline.local_warehouse.live import LiveUsageWriter, LiveVersion, run_live_until_signalled
+
+    try:
+        writer = LiveUsageWriter.open(root, seed=seed)
+    except (FileNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+
+    def echo(version: LiveVersion) -> None:
+        click.echo(version.line())
+        sys.stdout.flush()  # each line as its version lands, also through a pipe
+
+    click.echo(f"Writing new versions every {interval:g} s; Ctrl-C stops after the version under way")
+    written = run_live_until_signalled(writer, interval=interval, on_version=echo)
+    click.echo(f"Stopped after {written} live version(s)")
 
 
 @main.command()
@@ -99,11 +140,16 @@ def seed_demo(root: Path, rows: int, seed: int) -> None:
     "--warehouse-root", type=click.Path(file_okay=False, path_type=Path), default=Path("data/warehouse")
 )
 @click.option("--port", type=int, default=3000, show_default=True, help="The Dagster UI's port.")
-def dev(warehouse_root: Path, port: int) -> None:
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Also keep writing new versions of the demo usage events (`seed-demo --live`).",
+)
+def dev(warehouse_root: Path, port: int, live: bool) -> None:
     """`dagster dev` on workspace.yaml; against the local warehouse unless DATABRICKS_* is set."""
     from zenskar_pipeline.dev import run_dev
 
-    sys.exit(run_dev(warehouse_root, port))
+    sys.exit(run_dev(warehouse_root, port, live=live))
 
 
 @main.command()
@@ -167,6 +213,10 @@ def _discover_and_save(config: PipelineConfig) -> DiscoveredCatalog:
             f"set {', '.join(missing)} (and DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID with "
             "DATABRICKS_CLIENT_SECRET); for the local warehouse, source <state-dir>/connection.env"
         )
+    # The connector logs each failed request at ERROR level, which Python prints to stderr when nothing is
+    # configured; the error below already says what failed and which setting to check, so those lines
+    # would only break the one-line message. A logging configuration of the user's still receives them.
+    logging.getLogger("databricks.sql").addHandler(logging.NullHandler())
     try:
         with DatabricksResource.from_env().process_config_and_initialize().session() as session:
             found = discover_tables(session, config)
@@ -272,6 +322,7 @@ def sync(
     if errors:
         for result in errors:
             reason = (result.error or "").removeprefix(f"stream {result.stream}: ")
+            reason = reason.removeprefix(f"{result.stream}: ")  # the asset names its stream too
             click.echo(f"{result.stream}: {reason}", err=True)
         sys.exit(1)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -238,11 +239,13 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
         while error is not None and error.cause is not None and (error.cls_name or "").startswith("Dagster"):
             error = error.cause
         if error is not None:
-            message = _first_line(error.message)
-            if error.cls_name in ("Failure", "DagsterExecutionStepExecutionError"):
+            name = error.cls_name or ""
+            # Dagster records the message as Python prints it, behind the module path of the class
+            # ("dagster._core.definitions.events.Failure: ..."): keep the class's own name at most.
+            message = re.sub(rf"^(?:\w+\.)*{re.escape(name)}: ", "", _first_line(error.message))
+            if name in ("Failure", "DagsterExecutionStepExecutionError"):
                 return redact(message)
-            prefix = f"{error.cls_name}: "
-            return redact(message if message.startswith(prefix) else prefix + message)
+            return redact(f"{name}: {message}")
     return "the run failed (see the Dagster run log)"
 
 

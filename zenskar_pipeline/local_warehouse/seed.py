@@ -296,19 +296,23 @@ def _late_corrections(log: _EventLog, rows: int, bulk_start: int, bulk_end: int)
     pool = pool.take(pc.sort_indices(pool))
     ids = pool.take(np.sort(rng.choice(len(pool), size=min(len(pool), max(5, rows // 1000)), replace=False)))
     fixes = dataset.to_table(filter=recent & pc.field("event_id").isin(ids)).sort_by("event_id")
-    unit = _METRIC_UNIT[pc.index_in(fixes["metric"], _METRICS).to_numpy()]  # whole calls and seats stay whole
-    factor = rng.uniform(0.5, 1.5, fixes.num_rows)
-    quantity = pc.cast(fixes["quantity"], pa.float64()).to_numpy() * _US * factor
-    quantity = np.maximum(np.round(quantity / unit), 1).astype(np.int64) * unit
+    quantity = _remetered(fixes, rng.uniform(0.5, 1.5, fixes.num_rows))
     moved = pc.cast(fixes["event_time"], pa.int64()).to_numpy().copy()
     moved[: max(1, fixes.num_rows // 10)] += _DAY
     updated = log.high_water + rng.integers(1, 300, fixes.num_rows) * _US
     fixes = fixes.set_column(2, USAGE_SCHEMA.field("event_time"), _ts(moved))
     fixes = fixes.set_column(3, USAGE_SCHEMA.field("updated_at"), _ts(updated))
-    fixes = fixes.set_column(5, USAGE_SCHEMA.field("quantity"), _decimal(quantity))
+    fixes = fixes.set_column(5, USAGE_SCHEMA.field("quantity"), quantity)
     log.high_water = max(log.high_water, int(updated.max(initial=0)))
     since = f"target.event_time >= '{(_EPOCH + timedelta(microseconds=since_us)).isoformat()}'"
     tables.upsert(log.root, USAGE_EVENTS, fixes, key=["event_id"], target_predicate=since)
+
+
+def _remetered(events: pa.Table, factor: np.ndarray) -> pa.Array:
+    """Quantities times `factor`, rounded to each metric's unit: whole calls and seats stay whole."""
+    unit = _METRIC_UNIT[pc.index_in(events["metric"], _METRICS).to_numpy()]
+    quantity = pc.cast(events["quantity"], pa.float64()).to_numpy() * _US * factor
+    return _decimal(np.maximum(np.round(quantity / unit), 1).astype(np.int64) * unit)
 
 
 def _events(
