@@ -23,7 +23,7 @@ from zenskar_pipeline.destinations.delta import (
     WriteResult,
     commit_properties,
 )
-from zenskar_pipeline.destinations.landing import CONTENT_HASH, DELETED, SOURCE_VERSION, SYNCED_AT
+from zenskar_pipeline.destinations.landing import CONTENT_HASH, DELETED, PARTITION, SOURCE_VERSION, SYNCED_AT
 
 ACTION = "__zenskar_action"  # what a change does to the copy; never landed
 UPSERT, DELETE, REMOVE = "upsert", "delete", "remove"
@@ -39,10 +39,14 @@ def apply_deduped_changes(
     *,
     soft_deletes: bool,
     app_transaction: AppTransaction,
+    partitions: Sequence[str] | None = None,
 ) -> WriteResult:
     """Apply `changes` (source columns, `_zenskar_partition` when partitioned, `_zenskar_source_version`
     per row, and `ACTION`) to the copy in one commit carrying `app_transaction`. Nothing is done when the
-    copy already records that version or a later one (a racing run got there first)."""
+    copy already records that version or a later one (a racing run got there first).
+
+    `partitions`: the only partitions of the copy that can hold rows of the changed keys (those the
+    changes' rows were in before and after), so that the merge reads and rewrites only those; None: all."""
     if not primary_key:
         raise ValueError(f"{destination.table_uri}: applying a change feed needs a primary key")
     actions = changes.column(ACTION)
@@ -65,9 +69,12 @@ def apply_deduped_changes(
             return dict(_NOTHING)
         _add_missing_columns(table, prepared.plan.schema, soft_deletes)
         copy = {q(name): f"s.{q(name)}" for name in columns}
+        match = conditions.same_key(primary_key)
+        if partitions:
+            match += " AND t." + conditions.in_list(PARTITION, partitions)
         merger = table.merge(
             ranked,
-            conditions.same_key(primary_key),
+            match,
             source_alias="s",
             target_alias="t",
             commit_properties=commit_properties(app_transaction),

@@ -361,12 +361,18 @@ def _apply(
     if feed.deduped:
         action = pc.if_else(is_delete, DELETE, pc.if_else(classified.outside, REMOVE, UPSERT))
         rows = rows.append_column(ACTION, action).filter(wanted)
+        # A changed key's row can only be where its changes say it was: the partitions of its pre-images,
+        # deletes and post-images. Not with soft deletes: a tombstone stays where its key was deleted,
+        # and a later insert of the key must find it there.
+        inside = classified.reported_under.filter(pc.invert(classified.outside)).to_pylist()
+        prune = feed.calendar is not None and not feed.soft_deletes
         result = apply_deduped_changes(
             destination,
             rows,
             feed.primary_key,
             soft_deletes=feed.soft_deletes,
             app_transaction=feed.transaction(version),
+            partitions=sorted({str(key) for key in inside}) if prune else None,
         )
     else:
         rows = rows.append_column(CHANGE_TYPE, change_type)
