@@ -129,7 +129,7 @@ def run_change_feed_sync(
                 destination,
                 counts,
                 synced,
-                f"its change data feed cannot be read from version {synced + 1} to {version}: "
+                f"the change data feed cannot be read from version {synced + 1} to {version}: "
                 f"{_first_line(error)}",
             )
         else:
@@ -404,7 +404,7 @@ def _missing_history(
         log.warning("stream %s: %s", stream.name, note)
         return _snapshot(session, feed, destination, counts), note
     raise ChangeFeedHistoryError(
-        f"stream {stream.name}: table {stream.table} {reason}. Enable the change data feed and keep its "
+        f"stream {stream.name}: table {stream.table}: {reason}. Enable the change data feed and keep its "
         "history longer than the sync interval, or set on_missing_history: resnapshot to overwrite the "
         "copy with a new snapshot, or `zenskar-pipeline reset` the stream"
     )
