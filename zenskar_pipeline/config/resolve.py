@@ -76,10 +76,12 @@ def source_problems(
     """
     problems: list[Problem] = []
     known = {name.lower(): columns for name, columns in columns_by_table.items()}
+    # A table another stream already copies is not what a misspelt name meant.
+    copied = {stream.name for stream in streams if stream.name in known}
     for stream in streams:
         where = f"stream {stream.name}"
         if stream.name not in known:
-            nearest = suggest(stream.name, known)
+            nearest = _nearest_table(stream.name, [name for name in known if name not in copied])
             problems.append(
                 Problem(
                     where,
@@ -165,3 +167,18 @@ def _collisions(streams: Sequence[ResolvedStream]) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _nearest_table(name: str, candidates: Sequence[str]) -> str | None:
+    """A discovered table a misspelt `name` may mean: by the table part alone, in the same schema first (a
+    shared `catalog.schema.` prefix would make any two names look alike)."""
+    schema, _, table = name.rpartition(".")
+    by_table: dict[str, list[str]] = {}
+    for candidate in candidates:
+        candidate_schema, _, candidate_table = candidate.rpartition(".")
+        if candidate_schema == schema:
+            by_table.setdefault(candidate_table, []).append(candidate)
+    nearest = suggest(table, by_table)
+    if nearest is not None:
+        return by_table[nearest][0]
+    return suggest(name, [c for c in candidates if c.rpartition(".")[0] != schema])

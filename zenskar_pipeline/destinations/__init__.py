@@ -4,7 +4,13 @@
 landed row carries; `schema_drift` decides which source column changes a copy can follow.
 """
 
-from zenskar_pipeline.destinations.delta import AppTransaction, DeltaDestination, Rows, WriteResult
+from zenskar_pipeline.destinations.delta import (
+    AppTransaction,
+    DeltaDestination,
+    DestinationNotWritableError,
+    Rows,
+    WriteResult,
+)
 from zenskar_pipeline.destinations.landing import (
     CONTENT_HASH,
     PARTITION,
@@ -22,6 +28,7 @@ __all__ = [
     "SYNCED_AT",
     "AppTransaction",
     "DeltaDestination",
+    "DestinationNotWritableError",
     "Rows",
     "SchemaDriftError",
     "WriteResult",

@@ -8,11 +8,13 @@ told apart, `schema_drift.py` how their columns meet the copy's.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeAlias
 
 import pyarrow as pa
@@ -38,6 +40,10 @@ log = logging.getLogger(__name__)
 Rows: TypeAlias = pa.RecordBatchReader | pa.Table  # a reader streams; a table is read as is
 _RANK_HASH = "__zenskar_rank_hash"  # the content hash while ranking an append batch; never landed
 COMMIT_ATTEMPTS = 6  # a lost race is retried this many times in all, with a growing random pause
+
+
+class DestinationNotWritableError(OSError):
+    """The copy's location cannot be written; raised before the sync reads anything."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,32 @@ class DeltaDestination:
 
     def __repr__(self) -> str:  # never the storage options: they may hold secrets
         return f"DeltaDestination({self.table_uri!r}, partitioned={self.partitioned})"
+
+    def check_writable(self) -> None:
+        """Fail before anything is read when a local copy cannot be written: its folder is a file, or a
+        folder on its way cannot be created or written. Object stores are left to their first write."""
+        if "://" in self.table_uri and not self.table_uri.startswith("file://"):
+            return
+        path = Path(self.table_uri.removeprefix("file://"))
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        problem = None
+        if not existing.is_dir():
+            problem = f"{existing} is a file, not a folder"
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            problem = f"{existing} is not writable"
+        elif (
+            existing == path
+            and (path / "_delta_log").exists()
+            and not os.access(path / "_delta_log", os.W_OK | os.X_OK)
+        ):
+            problem = f"{path / '_delta_log'} is not writable"
+        if problem is not None:
+            raise DestinationNotWritableError(
+                f"cannot write the copy at {path}: {problem}; make it a writable folder, or point "
+                "destination.uri (or ZENSKAR_PIPELINE_DESTINATION) at one"
+            )
 
     # --- reading the copy -------------------------------------------------------------------------------
 

@@ -74,6 +74,7 @@ def run_sync(
     Change-feed streams go through `change_feed.run_change_feed_sync`; `rebuild` (a backfill) makes such a
     run rebuild the scope's windows as of the copy's synced-through version. Cursor streams ignore it.
     """
+    destination.check_writable()
     if stream.settings.change_feed:
         return run_change_feed_sync(
             session, stream, table, destination, scope, now=now or dt.datetime.now(dt.UTC), rebuild=rebuild

@@ -38,8 +38,9 @@ def test_demo_streams_file_loads() -> None:
     events, customers, compute = config.streams
     assert events.table == "main.billing.usage_events"
     assert events.settings.sync_mode is SyncMode.INCREMENTAL_APPEND_DEDUPED
-    assert events.settings.cursor_field == "updated_at"
-    assert events.settings.cursor_lag == dt.timedelta(minutes=10)
+    assert events.settings.change_feed and events.settings.cursor_field is None
+    assert events.settings.deletes is Deletes.HARD
+    assert events.settings.on_missing_history is OnMissingHistory.ERROR
     assert events.settings.primary_key == ("event_id",)
     assert events.settings.schedule == "15 * * * *"
     assert events.settings.lookback == 2
