@@ -30,8 +30,11 @@ CHUNK = 500_000
 
 CLIENT = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, sys, time
     from databricks import sql
+    # VmHWM, not ru_maxrss: Linux carries a parent's peak RSS over exec into the child's ru_maxrss.
+    def peak_rss_mb():
+        return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
     info = json.loads(sys.argv[1])
     started = time.perf_counter()
     rows = 0
@@ -42,14 +45,17 @@ CLIENT = textwrap.dedent(
         while (batch := cursor.fetchmany_arrow(100_000)).num_rows:
             rows += batch.num_rows
     print(json.dumps({"rows": rows, "seconds": time.perf_counter() - started,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_rss_mb": peak_rss_mb()}))
     """
 )
 
 DIRECT = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, sys, time
     import duckdb
+    # VmHWM, not ru_maxrss: Linux carries a parent's peak RSS over exec into the child's ru_maxrss.
+    def peak_rss_mb():
+        return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
     from deltalake import DeltaTable
     started = time.perf_counter()
     con = duckdb.connect()
@@ -57,7 +63,7 @@ DIRECT = textwrap.dedent(
     reader = con.sql("SELECT * FROM dataset").to_arrow_reader(100_000)
     rows = sum(batch.num_rows for batch in reader)
     print(json.dumps({"rows": rows, "seconds": time.perf_counter() - started,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_rss_mb": peak_rss_mb()}))
     """
 )
 

@@ -1,0 +1,55 @@
+"""The benchmark scripts still run against the product: each, at its tiny `--quick` sizes, prints its figures.
+
+The scripts run at once, each in its own process: they spend most of their time starting interpreters and
+warehouses, so running them one after another would take several times as long. Nothing here times anything.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+# What each script prints whatever its figures are: headings and the start of each target line.
+EXPECTED = {
+    "sync_full.py": [
+        "sync rows/s",
+        "sync time <= 1.5x (a) at 3,000 rows: ",
+        "sync >= 8x faster than (b) at 3,000 rows: ",
+    ],
+    "sync_noop.py": ["first sync:  2,000 rows written", "statements issued <= 2: ", "commits nothing: "],
+    "sync_backfill.py": [
+        "7-partition single-run backfill",
+        "backfill <= 1.3x the unpartitioned pull (full_refresh): ",
+    ],
+    "change_feed.py": [
+        "change-feed run: ",
+        "change-feed sync of 1% recent corrections >= 20x faster than a full re-read: ",
+    ],
+    "definitions_load.py": ["validate_loadable s", "load with 20 streams <= 3 s: ", "zero network calls: "],
+}
+
+
+def test_each_benchmark_runs_quick_and_prints_its_figures(tmp_path: Path) -> None:
+    running = {
+        script: subprocess.Popen(
+            [sys.executable, str(BENCHMARKS / script), "--quick"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+        for script in EXPECTED
+    }
+    failures = []
+    for script, process in running.items():
+        out, err = process.communicate(timeout=300)
+        if process.returncode != 0:
+            failures.append(f"{script} exited {process.returncode}:\n{err[-3000:]}")
+            continue
+        missing = [line for line in EXPECTED[script] if line not in out]
+        if missing:
+            failures.append(f"{script} did not print {missing}:\n{out}")
+    assert not failures, "\n\n".join(failures)
