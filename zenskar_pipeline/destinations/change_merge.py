@@ -52,7 +52,7 @@ def apply_deduped_changes(
     actions = changes.column(ACTION)
     rows = changes.drop_columns([ACTION])
     if soft_deletes:
-        rows = landing.set_column(rows, DELETED, pa.array([False] * rows.num_rows, pa.bool_()))
+        rows = landing.set_column(rows, DELETED, landing.constant(False, pa.bool_(), rows.num_rows))
     prepared = destination.prepare_rows(rows, None, CONTENT_HASH)
     ranks = pc.if_else(pc.equal(actions, DELETE), 0, 1)
     ranked = landing.first_per_key(

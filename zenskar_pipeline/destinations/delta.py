@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Field, Transaction, write_deltalake
@@ -38,6 +39,7 @@ from zenskar_pipeline.destinations.schema_drift import SchemaPlan, conform, plan
 log = logging.getLogger(__name__)
 
 Rows: TypeAlias = pa.RecordBatchReader | pa.Table  # a reader streams; a table is read as is
+_POSITION = "__zenskar_position"  # a row's place in a write while it is compared with the copy
 _RANK_HASH = "__zenskar_rank_hash"  # the content hash while ranking an append batch; never landed
 COMMIT_ATTEMPTS = 6  # a lost race is retried this many times in all, with a growing random pause
 
@@ -305,7 +307,9 @@ class DeltaDestination:
             )
             rows = ranked.drop_columns([_RANK_HASH])
         # Within the row's partition: the merge then reads (and conflicts on) only the partitions it lands in.
-        matched = conditions.same_key([*key, *([PARTITION] if self.partitioned else [])])
+        landing_columns = [*key, *([PARTITION] if self.partitioned else [])]
+        rows = self._drop_landed(rows, landing_columns)  # landed before: the merge would not insert them
+        matched = conditions.same_key(landing_columns)
 
         def merge(table: DeltaTable) -> dict[str, Any]:
             if ROW_ID in key and ROW_ID not in pa.schema(table.schema()).names:
@@ -342,6 +346,7 @@ class DeltaDestination:
         order = [] if cursor_field is None else [(cursor_field, "descending")]
         order += [(SOURCE_VERSION, "descending"), (CONTENT_HASH, "descending")]
         rows = landing.first_per_key(prepared.rows, primary_key, order)
+        rows = self._drop_landed(rows, [*primary_key, CONTENT_HASH])  # unchanged: the merge would skip them
         matched = conditions.same_key(primary_key)
         update_when = conditions.newer_and_different(cursor_field)
 
@@ -387,10 +392,10 @@ class DeltaDestination:
             raise ValueError(f"{self.table_uri}: give source_version or a {SOURCE_VERSION} column")
         if source_version is not None:
             rows = landing.set_column(
-                rows, SOURCE_VERSION, pa.array([source_version] * rows.num_rows, pa.int64())
+                rows, SOURCE_VERSION, landing.constant(source_version, pa.int64(), rows.num_rows)
             )
         rows = landing.set_column(
-            rows, SYNCED_AT, pa.array([landing.now()] * rows.num_rows, landing.SYNCED_AT_TYPE)
+            rows, SYNCED_AT, landing.constant(landing.now(), landing.SYNCED_AT_TYPE, rows.num_rows)
         )
         incoming = landing.with_system_fields(
             rows.schema, extra=() if landing_column is None else (landing_column,)
@@ -469,6 +474,31 @@ class DeltaDestination:
         )
         return self._table().version()
 
+    def _drop_landed(self, rows: pa.Table, columns: Sequence[str]) -> pa.Table:
+        """`rows` without those whose `columns` (NULL equal to NULL) a row of the copy already holds. The
+        merge leaves such rows alone anyway; finding them first in one scan of those columns lets a write
+        with nothing new skip the merge, which would read and join the whole copy."""
+        if rows.num_rows == 0 or not self.exists():
+            return rows
+        dataset = self._table().to_pyarrow_dataset()
+        if not set(columns) <= set(dataset.schema.names):
+            return rows
+        same = " AND ".join(f"c.{_sql_name(n)} IS NOT DISTINCT FROM i.{_sql_name(n)}" for n in columns)
+        wanted = ", ".join(_sql_name(n) for n in columns)
+        with duckdb.connect() as con:
+            con.register(
+                "incoming",
+                rows.select(list(columns)).append_column(_POSITION, pa.array(range(rows.num_rows))),
+            )
+            con.register("copy", dataset)
+            kept = con.sql(
+                f"SELECT {_POSITION} FROM incoming i WHERE NOT EXISTS "
+                f"(SELECT 1 FROM (SELECT {wanted} FROM copy) c WHERE {same}) ORDER BY {_POSITION}"
+            ).to_arrow_table()
+        if kept.num_rows == rows.num_rows:
+            return rows
+        return rows.take(kept.column(_POSITION))
+
     def _widen(self, plan: SchemaPlan) -> None:
         """Rewrite the copy with wider column types, in one commit, before writing rows that need them."""
         if not plan.widened:
@@ -544,6 +574,10 @@ class DeltaDestination:
             if path not in old:
                 counts[key] += records
         return dict(counts)
+
+
+def _sql_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def commit_properties(app_transaction: AppTransaction | None) -> CommitProperties | None:

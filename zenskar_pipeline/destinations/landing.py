@@ -110,6 +110,11 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def constant(value: object, kind: pa.DataType, length: int) -> pa.Array:
+    """`length` copies of one value (a write's synced-at, version, flag), built without a Python list."""
+    return pa.repeat(pa.scalar(value, kind), length)
+
+
 def with_system_fields(schema: pa.Schema, extra: Sequence[str]) -> pa.Schema:
     fields = [f for f in schema if f.name not in (SOURCE_VERSION, SYNCED_AT)]
     fields += [pa.field(SOURCE_VERSION, pa.int64()), pa.field(SYNCED_AT, SYNCED_AT_TYPE)]
@@ -128,8 +133,8 @@ def set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
 
 def add_system_columns(batch: pa.RecordBatch, source_version: int, synced_at: dt.datetime) -> pa.RecordBatch:
     table = pa.Table.from_batches([batch])
-    table = set_column(table, SOURCE_VERSION, pa.array([source_version] * batch.num_rows, pa.int64()))
-    table = set_column(table, SYNCED_AT, pa.array([synced_at] * batch.num_rows, SYNCED_AT_TYPE))
+    table = set_column(table, SOURCE_VERSION, constant(source_version, pa.int64(), batch.num_rows))
+    table = set_column(table, SYNCED_AT, constant(synced_at, SYNCED_AT_TYPE, batch.num_rows))
     return (
         table.combine_chunks().to_batches()[0]
         if table.num_rows

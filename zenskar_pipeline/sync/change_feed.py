@@ -38,9 +38,9 @@ from zenskar_pipeline.databricks.sql_text import quote_identifier, quote_table
 from zenskar_pipeline.destinations import PARTITION, SOURCE_VERSION, DeltaDestination
 from zenskar_pipeline.destinations.change_merge import ACTION, DELETE, REMOVE, UPSERT, apply_deduped_changes
 from zenskar_pipeline.destinations.delta import AppTransaction, WriteResult
-from zenskar_pipeline.destinations.landing import CHANGE_TYPE, DELETED, set_column
+from zenskar_pipeline.destinations.landing import CHANGE_TYPE, DELETED, constant, set_column
 from zenskar_pipeline.sync.plan import PartitionCalendar, Scope, SyncPlan, column_name
-from zenskar_pipeline.sync.reader import classify, current_version, read_statement
+from zenskar_pipeline.sync.reader import classify, count_by_partition, current_version, read_statement
 from zenskar_pipeline.sync.report import PartitionReport
 
 log = logging.getLogger(__name__)
@@ -232,9 +232,9 @@ class _FeedPlan:
     def landing_columns(self, rows: pa.Table, change_type: str | None) -> pa.Table:
         """The system columns the mode's copy carries besides those the writer sets."""
         if self.soft_deletes:
-            rows = set_column(rows, DELETED, pa.array([False] * rows.num_rows, pa.bool_()))
+            rows = set_column(rows, DELETED, constant(False, pa.bool_(), rows.num_rows))
         if not self.deduped:
-            rows = set_column(rows, CHANGE_TYPE, pa.array([change_type] * rows.num_rows, pa.string()))
+            rows = set_column(rows, CHANGE_TYPE, constant(change_type, pa.string(), rows.num_rows))
         return rows
 
 
@@ -292,9 +292,9 @@ def _replace_with(
     def landable() -> Iterator[pa.RecordBatch]:
         for batch in reader:
             classified = classify(plan, pa.Table.from_batches([batch], reader.schema))
-            keys = classified.reported_under.to_pylist()
-            for key, landed in zip(keys, classified.landable.to_pylist(), strict=True):
-                (counts.read if landed else counts.outside)[key] += 1
+            keys = classified.reported_under
+            counts.read.update(count_by_partition(keys.filter(classified.landable)))
+            counts.outside.update(count_by_partition(keys.filter(classified.outside)))
             yield from feed.landing_columns(classified.rows, SNAPSHOT).cast(schema).to_batches()
 
     rows = pa.RecordBatchReader.from_batches(schema, landable())

@@ -21,7 +21,14 @@ from zenskar_pipeline.databricks.sql_text import quote_table
 from zenskar_pipeline.destinations import PARTITION, SOURCE_VERSION, SYNCED_AT, DeltaDestination, WriteResult
 from zenskar_pipeline.sync.change_feed import run_change_feed_sync
 from zenskar_pipeline.sync.plan import PartitionCalendar, Scope, SyncPlan, column_name, lower_cursor_bound
-from zenskar_pipeline.sync.reader import Classified, as_utc, classify, current_version, read_statement
+from zenskar_pipeline.sync.reader import (
+    Classified,
+    as_utc,
+    classify,
+    count_by_partition,
+    current_version,
+    read_statement,
+)
 from zenskar_pipeline.sync.report import PartitionReport
 
 
@@ -37,15 +44,13 @@ class _Tally:
         return cls(Counter(), Counter(), Counter(), {})
 
     def add(self, plan: SyncPlan, classified: Classified) -> None:
-        keys = classified.reported_under.to_pylist()
-        for key, landable, outside, _null_cursor in zip(
-            keys,
-            classified.landable.to_pylist(),
-            classified.outside.to_pylist(),
-            classified.null_cursor.to_pylist(),
-            strict=True,
+        keys = classified.reported_under
+        for counter, mask in (
+            (self.read, classified.landable),
+            (self.outside, classified.outside),
+            (self.null_cursor, classified.null_cursor),
         ):
-            (self.read if landable else self.outside if outside else self.null_cursor)[key] += 1
+            counter.update(count_by_partition(keys.filter(mask)))
         if plan.cursor_field is None or classified.rows.num_rows == 0:
             return
         rows = classified.rows

@@ -89,7 +89,7 @@ def classify(plan: SyncPlan, batch: pa.Table) -> Classified:
     n = batch.num_rows
     if plan.calendar is None:
         keys: pa.Array = pa.nulls(n, pa.string())
-        outside = pa.array([False] * n, pa.bool_())
+        outside = pa.repeat(pa.scalar(False), n)
     else:
         keys, outside = _partition_keys(plan.calendar, batch.column(str(plan.partition_field)))
         in_scope = pc.is_in(keys, pa.array([w.key for w in plan.windows], pa.string()))
@@ -98,7 +98,7 @@ def classify(plan: SyncPlan, batch: pa.Table) -> Classified:
         attributed = pc.if_else(before, plan.calendar.first_key, plan.calendar.last_key)
         keys = pc.if_else(outside, attributed, keys)
     if plan.mode is SyncMode.FULL_REFRESH or plan.cursor_field is None:
-        null_cursor = pa.array([False] * n, pa.bool_())
+        null_cursor = pa.repeat(pa.scalar(False), n)
     else:
         null_cursor = pc.and_(pc.invert(outside), pc.is_null(batch.column(plan.cursor_field)))
     landable = pc.invert(pc.or_(outside, null_cursor))
@@ -106,6 +106,13 @@ def classify(plan: SyncPlan, batch: pa.Table) -> Classified:
     if plan.calendar is not None:
         rows = rows.append_column(PARTITION, keys.filter(landable))
     return Classified(rows, keys, outside, null_cursor, landable)
+
+
+def count_by_partition(keys: pa.Array) -> dict[str | None, int]:
+    """How many times each partition key (None: unpartitioned) occurs, counted in Arrow."""
+    if len(keys) == 0:
+        return {}
+    return {row["values"]: row["counts"] for row in pc.value_counts(keys).to_pylist()}
 
 
 def _wall_clock(calendar: PartitionCalendar, column: pa.ChunkedArray) -> pa.Array:
@@ -122,6 +129,13 @@ def _wall_clock(calendar: PartitionCalendar, column: pa.ChunkedArray) -> pa.Arra
     raise ValueError(f"partition field has type {kind}, not a timestamp or date")
 
 
+def window_keys(calendar: PartitionCalendar, column: pa.ChunkedArray) -> set[str]:
+    """The Dagster keys of the windows holding these partition-field values (NULLs and values outside every
+    window have none): the same mapping `classify` applies to rows read."""
+    keys, outside = _partition_keys(calendar, column)
+    return {key for key in pc.unique(keys.filter(pc.invert(outside))).to_pylist() if key is not None}
+
+
 def _partition_keys(calendar: PartitionCalendar, column: pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
     """Each row's Dagster key, and whether its field is NULL or outside the definition's windows."""
     wall = _wall_clock(calendar, column)
@@ -132,7 +146,10 @@ def _partition_keys(calendar: PartitionCalendar, column: pa.ChunkedArray) -> tup
         "monthly": ("month", {}),
     }[calendar.spec.granularity.value]
     starts = pc.floor_temporal(wall, unit=unit, **extra)
-    keys = pc.strftime(starts, format=calendar.spec.granularity.key_format)
+    # Formatting every row costs seconds per million; a batch holds few distinct windows: format those.
+    distinct = pc.unique(starts)
+    spelled = pc.strftime(distinct, format=calendar.spec.granularity.key_format)
+    keys = pc.take(spelled, pc.index_in(starts, value_set=distinct))
     first = pa.scalar(calendar.first_start, pa.timestamp("us"))
     end = pa.scalar(calendar.end, pa.timestamp("us"))
     inside = pc.and_(pc.greater_equal(wall, first), pc.less(wall, end))
