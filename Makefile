@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export TZ := UTC
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# `make dev LIVE=1`: the local warehouse's demo usage events also get a new Delta version every few seconds.
+LIVE ?=
 
 .PHONY: install demo test lint typecheck pytest dev lock bench clean
 
@@ -33,14 +35,20 @@ pytest: install
 	$(BIN)/pytest -n 2 --dist loadfile
 
 dev: install
-	$(BIN)/zenskar-pipeline dev
+	$(BIN)/zenskar-pipeline dev $(if $(filter 1 yes true,$(LIVE)),--live)
 
 # Re-pin every dependency after a change to pyproject.toml (needs uv: `pip install uv`).
 lock:
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
+# One benchmark at a time: each measures speed and memory, so they must not compete with each other.
 bench: install
 	$(BIN)/python benchmarks/local_warehouse_read.py
+	$(BIN)/python benchmarks/sync_full.py
+	$(BIN)/python benchmarks/sync_noop.py
+	$(BIN)/python benchmarks/sync_backfill.py
+	$(BIN)/python benchmarks/definitions_load.py
+	$(BIN)/python benchmarks/sensor_tick.py
 
 clean:
 	rm -rf $(VENV) .dagster_home data .zenskar-pipeline

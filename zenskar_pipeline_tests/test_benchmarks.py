@@ -28,6 +28,7 @@ EXPECTED = {
         "change-feed run: ",
         "change-feed sync of 1% recent corrections >= 20x faster than a full re-read: ",
     ],
+    "sensor_tick.py": ["sensor tick over 20 streams", "nothing changed: median", "one table changed: "],
     "definitions_load.py": ["validate_loadable s", "load with 20 streams <= 3 s: ", "zero network calls: "],
 }
 

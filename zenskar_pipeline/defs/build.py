@@ -8,8 +8,11 @@ from zenskar_pipeline.config import PipelineConfig, ResolvedStream
 from zenskar_pipeline.databricks import DatabricksResource
 from zenskar_pipeline.databricks.discovery import DiscoveredCatalog
 from zenskar_pipeline.defs.assets import stream_asset
+from zenskar_pipeline.defs.schedules import stream_schedules
+from zenskar_pipeline.defs.sensor import delta_version_sensor
 from zenskar_pipeline.defs.translator import STREAM_TAG, StreamTranslator
 from zenskar_pipeline.state import validate_streams
+from zenskar_pipeline.sync.watch import Watched
 
 
 def build_definitions(
@@ -20,7 +23,8 @@ def build_definitions(
     databricks: DatabricksResource | None = None,
 ) -> dg.Definitions:
     """Per stream: the source table as an external asset, its copy as an asset, and a job that runs the copy
-    with the run tag `zenskar/stream` (which `dagster.yaml` limits to one run at a time).
+    with the run tag `zenskar/stream` (which `dagster.yaml` limits to one run at a time); over all streams,
+    the sensor on new Delta versions and one schedule per (cron, partitions definition).
 
     `ConfigError` when the streams file does not fit the discovered tables. `databricks` defaults to
     `DatabricksResource.from_env()`, which only names variables: nothing connects until a step runs.
@@ -28,24 +32,26 @@ def build_definitions(
     translator = translator or StreamTranslator()
     streams = validate_streams(config, state)
     assets: list[dg.AssetsDefinition | dg.AssetSpec] = []
-    jobs: list[dg.UnresolvedAssetJobDefinition] = []
+    jobs: dict[str, dg.UnresolvedAssetJobDefinition] = {}
+    watched: list[Watched] = []
     for stream in streams:
         table = state.get(stream.name)
         assert table is not None  # validate_streams keeps only discovered tables
         assets.append(translator.source_spec(stream, table))
         copy = stream_asset(stream, table, translator)
         assets.append(copy)
-        jobs.append(
-            dg.define_asset_job(
-                stream_job_name(stream),
-                selection=dg.AssetSelection.assets(*copy.keys),
-                tags={STREAM_TAG: stream.name},
-                description=f"Sync {stream.name} into {stream.destination_uri}.",
-            )
+        jobs[stream.name] = dg.define_asset_job(
+            stream_job_name(stream),
+            selection=dg.AssetSelection.assets(*copy.keys),
+            tags={STREAM_TAG: stream.name},
+            description=f"Sync {stream.name} into {stream.destination_uri}.",
         )
+        watched.append(Watched(stream, table))
     return dg.Definitions(
         assets=assets,
-        jobs=jobs,
+        jobs=list(jobs.values()),
+        sensors=[delta_version_sensor(watched, jobs, translator)] if watched else [],
+        schedules=stream_schedules(streams, translator),
         resources={"databricks": databricks or DatabricksResource.from_env()},
     )
 

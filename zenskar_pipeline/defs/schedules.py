@@ -1,0 +1,113 @@
+"""Schedules: a stream's `schedule` (cron) runs its latest partition plus `lookback` earlier ones as one range
+run, or the whole table when unpartitioned; one schedule per (cron, partitions definition).
+
+A schedule targets the copies of its streams, which share one partitions definition (Dagster cannot put
+assets of different definitions in one job); each request selects one stream's copy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import dagster as dg
+
+from zenskar_pipeline.config import Granularity, ResolvedStream
+from zenskar_pipeline.defs.assets import partitions_def
+from zenskar_pipeline.defs.requests import range_label, stream_run_request
+from zenskar_pipeline.defs.translator import StreamTranslator
+
+
+@dataclass(frozen=True)
+class ScheduleGroup:
+    """Streams run by one schedule: the same cron and the same partitions definition (None: unpartitioned)."""
+
+    cron: str
+    granularity: Granularity | None
+    start: dt.datetime | None
+    timezone: str
+    end_offset: int
+
+    @classmethod
+    def of(cls, stream: ResolvedStream) -> ScheduleGroup:
+        assert stream.settings.schedule is not None
+        spec = stream.settings.partitions
+        if spec is None:
+            return cls(stream.settings.schedule, None, None, "UTC", 0)
+        return cls(stream.settings.schedule, spec.granularity, spec.start, spec.timezone, spec.end_offset)
+
+    @property
+    def base_name(self) -> str:
+        """`schedule_<granularity>_<cron>`, the cron spelled with `x` for `*` and `_` for the rest."""
+        cron = re.sub(r"[^A-Za-z0-9]+", "_", self.cron.replace("*", "x")).strip("_")
+        return f"schedule_{self.granularity or 'whole'}_{cron}"
+
+    @property
+    def digest(self) -> str:
+        text = f"{self.cron}|{self.granularity}|{self.start}|{self.timezone}|{self.end_offset}"
+        return hashlib.sha1(text.encode()).hexdigest()[:6]
+
+
+def stream_schedules(
+    streams: Sequence[ResolvedStream], translator: StreamTranslator
+) -> list[dg.ScheduleDefinition]:
+    """One running schedule per (cron, partitions definition) of the streams that have a `schedule`."""
+    groups: dict[ScheduleGroup, list[ResolvedStream]] = {}
+    for stream in streams:
+        if stream.settings.schedule is not None:
+            groups.setdefault(ScheduleGroup.of(stream), []).append(stream)
+    names = [group.base_name for group in groups]
+    schedules = []
+    for group, members in groups.items():
+        # Definitions that differ only in start or time zone share a base name: the digest tells them apart.
+        name = group.base_name if names.count(group.base_name) == 1 else f"{group.base_name}_{group.digest}"
+        schedules.append(_schedule(name, group, members, translator))
+    return schedules
+
+
+def scheduled_keys(
+    definition: dg.TimeWindowPartitionsDefinition, at: dt.datetime, lookback: int
+) -> list[str]:
+    """The latest partition at `at` and up to `lookback` before it, oldest first (none before `start`)."""
+    with dg.partition_loading_context(effective_dt=at):
+        last = definition.get_last_partition_window()
+        if last is None:
+            return []
+        first = last
+        for _ in range(lookback):
+            before = definition.get_prev_partition_window(first.start)
+            if before is None:
+                break
+            first = before
+        keys = definition.get_partition_key_range_for_time_window(dg.TimeWindow(first.start, last.end))
+        return list(definition.get_partition_keys_in_range(keys))
+
+
+def _schedule(
+    name: str, group: ScheduleGroup, streams: Sequence[ResolvedStream], translator: StreamTranslator
+) -> dg.ScheduleDefinition:
+    keys = {stream.name: translator.copy_key(stream) for stream in streams}
+
+    def run(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
+        at = context.scheduled_execution_time
+        for stream in streams:
+            definition = partitions_def(stream.settings.partitions)
+            wanted = [] if definition is None else scheduled_keys(definition, at, stream.settings.lookback)
+            if definition is not None and not wanted:
+                continue  # no partition yet at this time
+            run_key = f"{stream.name}:{range_label(wanted)}@{at.isoformat()}"
+            yield stream_run_request(stream, wanted, run_key, asset_selection=[keys[stream.name]])
+
+    shown = ", ".join(stream.name for stream in streams)
+    return dg.ScheduleDefinition(
+        name=name,
+        cron_schedule=group.cron,
+        execution_timezone=group.timezone,
+        target=dg.AssetSelection.assets(*keys.values()),
+        execution_fn=run,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"Latest partition plus lookback of: {shown}.",
+    )
