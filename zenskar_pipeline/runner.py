@@ -22,7 +22,7 @@ from typing import Any
 import dagster as dg
 
 from zenskar_pipeline.config import ResolvedStream
-from zenskar_pipeline.defs import partitions_def, stream_job_name
+from zenskar_pipeline.defs import STREAM_TAG, StreamTranslator, partitions_def, stream_job_name
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -150,11 +150,12 @@ def run_plan(defs: dg.Definitions, plan: Plan, instance: dg.DagsterInstance) -> 
     if not plan.whole and not plan.keys:
         return StreamResult(plan.stream.name, plan.label, 0, 0, 0.0)
     job = defs.resolve_job_def(stream_job_name(plan.stream))
-    options: dict[str, Any] = {}
+    tags = {STREAM_TAG: plan.stream.name}
+    options: dict[str, Any] = {"asset_selection": [StreamTranslator().copy_key(plan.stream)], "tags": tags}
     if len(plan.keys) == 1:
         options["partition_key"] = plan.keys[0]
     elif plan.keys:
-        options["tags"] = {RANGE_START: plan.keys[0], RANGE_END: plan.keys[-1]}
+        tags.update({RANGE_START: plan.keys[0], RANGE_END: plan.keys[-1]})
     try:
         result = job.execute_in_process(
             run_config=RUN_CONFIG, instance=instance, raise_on_error=False, **options

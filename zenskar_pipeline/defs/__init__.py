@@ -4,8 +4,9 @@
 """
 
 from zenskar_pipeline.defs.assets import TRANSIENT_RETRY, WAREHOUSE_POOL, partitions_def, stream_asset
-from zenskar_pipeline.defs.build import build_definitions, stream_job_name
+from zenskar_pipeline.defs.build import build_definitions
 from zenskar_pipeline.defs.checks import OUTSIDE_WINDOWS
+from zenskar_pipeline.defs.jobs import stream_job_name
 from zenskar_pipeline.defs.translator import STREAM_TAG, StreamTranslator
 
 __all__ = [

@@ -4,6 +4,7 @@ No annotations import from `__future__` here: Dagster reads the step function's 
 """
 
 import datetime as dt
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,6 +47,7 @@ _PARTITIONS: dict[Granularity, type[dg.TimeWindowPartitionsDefinition]] = {
 }
 
 
+@functools.cache  # streams of one definition share one object: Dagster compares them often when loading
 def partitions_def(spec: PartitionSpec | None) -> dg.TimeWindowPartitionsDefinition | None:
     """Dagster's time-window partitions for a stream's `partitions:` (None: unpartitioned)."""
     if spec is None:

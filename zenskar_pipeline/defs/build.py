@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from zenskar_pipeline.config import PipelineConfig, ResolvedStream
+from zenskar_pipeline.config import PipelineConfig
 from zenskar_pipeline.databricks import DatabricksResource
 from zenskar_pipeline.databricks.discovery import DiscoveredCatalog
 from zenskar_pipeline.defs.assets import stream_asset
+from zenskar_pipeline.defs.jobs import stream_job_name
 from zenskar_pipeline.defs.schedules import stream_schedules
 from zenskar_pipeline.defs.sensor import delta_version_sensor
-from zenskar_pipeline.defs.translator import STREAM_TAG, StreamTranslator
+from zenskar_pipeline.defs.translator import StreamTranslator
 from zenskar_pipeline.state import validate_streams
 from zenskar_pipeline.sync.watch import Watched
 
@@ -22,9 +23,13 @@ def build_definitions(
     *,
     databricks: DatabricksResource | None = None,
 ) -> dg.Definitions:
-    """Per stream: the source table as an external asset, its copy as an asset, and a job that runs the copy
-    with the run tag `zenskar/stream` (which `dagster.yaml` limits to one run at a time); over all streams,
-    the sensor on new Delta versions and one schedule per (cron, partitions definition).
+    """Per stream: the source table as an external asset and its copy as an asset. One job per partitions
+    definition runs any of its copies (runs select one copy and carry the tag `zenskar/stream`, which
+    `dagster.yaml` limits to one run at a time); over all streams, the sensor on new Delta versions and
+    one schedule per (cron, partitions definition).
+
+    A job per stream would be simpler to name, but Dagster resolves each job against the whole asset graph:
+    with 500 streams that alone took 30 s of every code location load.
 
     `ConfigError` when the streams file does not fit the discovered tables. `databricks` defaults to
     `DatabricksResource.from_env()`, which only names variables: nothing connects until a step runs.
@@ -32,7 +37,7 @@ def build_definitions(
     translator = translator or StreamTranslator()
     streams = validate_streams(config, state)
     assets: list[dg.AssetsDefinition | dg.AssetSpec] = []
-    jobs: dict[str, dg.UnresolvedAssetJobDefinition] = {}
+    copies: dict[str, list[dg.AssetKey]] = {}  # by job name
     watched: list[Watched] = []
     for stream in streams:
         table = state.get(stream.name)
@@ -40,22 +45,20 @@ def build_definitions(
         assets.append(translator.source_spec(stream, table))
         copy = stream_asset(stream, table, translator)
         assets.append(copy)
-        jobs[stream.name] = dg.define_asset_job(
-            stream_job_name(stream),
-            selection=dg.AssetSelection.assets(*copy.keys),
-            tags={STREAM_TAG: stream.name},
-            description=f"Sync {stream.name} into {stream.destination_uri}.",
-        )
+        copies.setdefault(stream_job_name(stream), []).extend(copy.keys)
         watched.append(Watched(stream, table))
+    jobs = [
+        dg.define_asset_job(
+            name,
+            selection=dg.AssetSelection.assets(*keys),
+            description="Sync copies of one partitions definition; each run selects one copy.",
+        )
+        for name, keys in copies.items()
+    ]
     return dg.Definitions(
         assets=assets,
-        jobs=list(jobs.values()),
+        jobs=jobs,
         sensors=[delta_version_sensor(watched, jobs, translator)] if watched else [],
         schedules=stream_schedules(streams, translator),
         resources={"databricks": databricks or DatabricksResource.from_env()},
     )
-
-
-def stream_job_name(stream: ResolvedStream) -> str:
-    """`sync__<catalog>__<schema>__<table>`: a job name Dagster accepts, unique per stream."""
-    return "sync__" + "__".join(stream.table.parts)

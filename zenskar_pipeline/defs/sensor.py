@@ -6,11 +6,12 @@ No annotations import from `__future__` here: Dagster reads the sensor function'
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import dagster as dg
 
 from zenskar_pipeline.databricks import DatabricksResource
+from zenskar_pipeline.defs.jobs import stream_job_name
 from zenskar_pipeline.defs.requests import range_label, stream_run_request
 from zenskar_pipeline.defs.translator import StreamTranslator
 from zenskar_pipeline.sync.watch import DEFAULT_WORKERS, NewVersion, Watched, watch
@@ -25,10 +26,11 @@ DATA_VERSION_TAG = "dagster/data_version"
 
 def delta_version_sensor(
     watched: Sequence[Watched],
-    jobs: "Mapping[str, dg.UnresolvedAssetJobDefinition]",  # only a type-checking name in dagster
+    jobs: "Sequence[dg.UnresolvedAssetJobDefinition]",  # only a type-checking name in dagster
     translator: StreamTranslator,
 ) -> dg.SensorDefinition:
-    """The sensor over `watched`, sending each stream's runs to `jobs[stream.name]`.
+    """The sensor over `watched`, sending each stream's runs to its partitions definition's job in `jobs`
+    (`stream_job_name`), selecting the stream's copy.
 
     Every `ZENSKAR_PIPELINE_SENSOR_INTERVAL` seconds (default 30), with at most
     `ZENSKAR_PIPELINE_SENSOR_WORKERS` sessions at once (default 8); running by default.
@@ -39,7 +41,7 @@ def delta_version_sensor(
 
     @dg.sensor(
         name=SENSOR_NAME,
-        jobs=list(jobs.values()),
+        jobs=list(jobs),
         minimum_interval_seconds=interval,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Reads each source table's latest Delta version; for a new one, runs the partitions "
@@ -59,7 +61,7 @@ def delta_version_sensor(
         requests: list[dg.RunRequest] = []
         observations: list[dg.AssetObservation] = []
         for new in found.new:
-            requests += run_requests(new, jobs[new.stream.name].name)
+            requests += run_requests(new, translator)
             observations.append(_observation(new, translator))
             context.log.info(
                 f"{new.stream.name}: version {new.version} (seen {new.seen}): "
@@ -75,14 +77,18 @@ def delta_version_sensor(
     return delta_version_sensor
 
 
-def run_requests(new: NewVersion, job_name: str) -> list[dg.RunRequest]:
+def run_requests(new: NewVersion, translator: StreamTranslator) -> list[dg.RunRequest]:
     """One request per contiguous range (or one for the whole table), keyed by table, range and version, so
     the same version is never run twice for the same range."""
     stream = new.stream
     ranges: list[tuple[str, ...]] = [()] if new.requested.whole else list(new.requested.ranges)
     return [
         stream_run_request(
-            stream, keys, f"{stream.name}:{range_label(keys)}@{new.version}", job_name=job_name
+            stream,
+            keys,
+            f"{stream.name}:{range_label(keys)}@{new.version}",
+            job_name=stream_job_name(stream),
+            asset_selection=[translator.copy_key(stream)],
         )
         for keys in ranges
     ]

@@ -65,8 +65,9 @@ def test_partitions_policies_pool_and_tags(project: Project) -> None:
     }
     customers = defs.resolve_assets_def(CUSTOMERS_KEY).check_specs
     assert {check.name for check in customers} == {"row_count_matches_source"}
-    job = defs.resolve_job_def("sync__zdefs__billing__usage_events")
-    assert job.tags[STREAM_TAG] == "zdefs.billing.usage_events"
+    # One job per partitions definition: the daily events share theirs with no other stream here.
+    job = defs.resolve_job_def("zenskar_sync_daily_2026_01_01_UTC")
+    assert job.asset_layer.executable_asset_keys == {events.key}
 
 
 class ShortKeys(StreamTranslator):

@@ -83,7 +83,8 @@ def test_a_change_in_one_old_partition_asks_for_that_partition_only(
     (request,) = after.run_requests
     version = _version(pipeline, table)
     assert request.partition_key == "2026-01-02"
-    assert request.job_name == "sync__" + table.replace(".", "__")
+    assert request.job_name == "zenskar_sync_daily_2026_01_01_UTC"
+    assert request.asset_selection == [dg.AssetKey(["zenskar", *table.split(".")])]
     assert request.run_key == f"{table}:2026-01-02..2026-01-02@{version}"
     assert request.tags["zenskar/stream"] == table
     assert json.loads(after.cursor or "") == {table: version}
@@ -163,7 +164,7 @@ def test_late_rows_in_a_cursor_streams_old_partition_are_found(
 ) -> None:
     table = pipeline.table(_days(1, 2, 3), change_feed=False)
     defs = pipeline.definitions(cursor_stream(table, lookback=1))
-    job = defs.resolve_job_def("sync__" + table.replace(".", "__"))
+    job = defs.resolve_job_def("zenskar_sync_daily_2026_01_01_UTC")
     landed = job.execute_in_process(
         instance=instance, tags={RANGE_START: "2026-01-01", RANGE_END: "2026-01-03"}
     )
@@ -182,7 +183,12 @@ def test_late_rows_in_a_cursor_streams_old_partition_are_found(
 
     # The request resolves on the instance and lands the late row.
     (old,) = [r for r in second.run_requests if r.partition_key == "2026-01-01"]
-    ran = job.execute_in_process(instance=instance, partition_key=old.partition_key, tags=old.tags)
+    ran = job.execute_in_process(
+        instance=instance,
+        partition_key=old.partition_key,
+        tags=old.tags,
+        asset_selection=old.asset_selection,
+    )
     assert ran.success
     copy = DeltaTable(pipeline.destination(table)).to_pyarrow_table(columns=["event_id", PARTITION])
     assert ("late", "2026-01-01") in {(r["event_id"], r[PARTITION]) for r in copy.to_pylist()}
