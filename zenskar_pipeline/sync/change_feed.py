@@ -338,20 +338,14 @@ def _apply(
     keys = classified.reported_under
     is_pre = pc.equal(change_type, "update_preimage")
     is_delete = pc.equal(change_type, "delete")
-    for key, outside, pre, gone in zip(
-        keys.to_pylist(),
-        classified.outside.to_pylist(),
-        is_pre.to_pylist(),
-        is_delete.to_pylist(),
-        strict=True,
-    ):
-        if outside:
-            counts.outside[key] += 0 if pre else 1
-        elif pre:
-            counts.touched.add(key)  # the row was here before its update (it may have moved)
-        else:
-            counts.read[key] += 1
-            (counts.deleted if gone else counts.written)[key] += 1
+    inside = pc.invert(classified.outside)
+    counts.outside.update(count_by_partition(keys.filter(pc.and_(classified.outside, pc.invert(is_pre)))))
+    # A pre-image's partition is touched: the row was there before its update (it may have moved).
+    counts.touched.update(count_by_partition(keys.filter(pc.and_(inside, is_pre))))
+    landed = pc.and_(inside, pc.invert(is_pre))
+    counts.read.update(count_by_partition(keys.filter(landed)))
+    counts.deleted.update(count_by_partition(keys.filter(pc.and_(landed, is_delete))))
+    counts.written.update(count_by_partition(keys.filter(pc.and_(landed, pc.invert(is_delete)))))
     rows = changes.select(list(plan.columns))
     if feed.calendar is not None:
         partition = pc.if_else(classified.outside, pa.scalar(None, pa.string()), keys)
@@ -364,15 +358,15 @@ def _apply(
         # A changed key's row can only be where its changes say it was: the partitions of its pre-images,
         # deletes and post-images. Not with soft deletes: a tombstone stays where its key was deleted,
         # and a later insert of the key must find it there.
-        inside = classified.reported_under.filter(pc.invert(classified.outside)).to_pylist()
         prune = feed.calendar is not None and not feed.soft_deletes
+        where = pc.unique(keys.filter(inside)).to_pylist()
         result = apply_deduped_changes(
             destination,
             rows,
             feed.primary_key,
             soft_deletes=feed.soft_deletes,
             app_transaction=feed.transaction(version),
-            partitions=sorted({str(key) for key in inside}) if prune else None,
+            partitions=sorted(str(key) for key in where) if prune else None,
         )
     else:
         rows = rows.append_column(CHANGE_TYPE, change_type)
