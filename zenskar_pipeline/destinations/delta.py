@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, Field, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Field, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 from deltalake.schema import PrimitiveType
 
@@ -41,7 +41,13 @@ log = logging.getLogger(__name__)
 Rows: TypeAlias = pa.RecordBatchReader | pa.Table  # a reader streams; a table is read as is
 _POSITION = "__zenskar_position"  # a row's place in a write while it is compared with the copy
 _RANK_HASH = "__zenskar_rank_hash"  # the content hash while ranking an append batch; never landed
-COMMIT_ATTEMPTS = 6  # a lost race is retried this many times in all, with a growing random pause
+COMMIT_ATTEMPTS = 6
+# A streamed write holds a file's bytes and a row group's rows until it flushes them: bounded, so that a
+# full refresh of 5M rows needs about the memory of one of 1M.
+TARGET_FILE_BYTES = 48 * 2**20
+STREAMING_WRITER = WriterProperties(
+    max_row_group_size=256 * 1024
+)  # a lost race is retried this many times in all, with a growing random pause
 
 
 class DestinationNotWritableError(OSError):
@@ -251,6 +257,8 @@ class DeltaDestination:
                 schema_mode="merge" if plan.added and current is not None else None,
                 storage_options=self.storage_options,
                 commit_properties=commit_properties(app_transaction),
+                target_file_size=TARGET_FILE_BYTES,
+                writer_properties=STREAMING_WRITER,
             )
         except Exception:
             if failure:
