@@ -33,7 +33,7 @@ def delta_version_sensor(
     (`stream_job_name`), selecting the stream's copy.
 
     Every `ZENSKAR_PIPELINE_SENSOR_INTERVAL` seconds (default 30), with at most
-    `ZENSKAR_PIPELINE_SENSOR_WORKERS` sessions at once (default 8); running by default.
+    `ZENSKAR_PIPELINE_SENSOR_WORKERS` sessions at once (default 4); running by default.
     """
     interval = _positive_int(INTERVAL_ENV, DEFAULT_INTERVAL)
     workers = _positive_int(WORKERS_ENV, DEFAULT_WORKERS)

@@ -23,7 +23,7 @@ from zenskar_pipeline.sync.reader import current_version
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WORKERS = 8
+DEFAULT_WORKERS = 4  # the client parses answers on the GIL: more sessions only cost more connects
 OpenSession = Callable[[], AbstractContextManager[DatabricksSession]]
 
 
