@@ -5,7 +5,7 @@ changed (a change-feed stream, then a cursor stream with a copy).
 Half the streams follow the change feed, half a cursor; all are daily partitions. Each tick is evaluated as
 the daemon does (`evaluate_tick` on a real instance), reading the same cursor the previous tick returned.
 
-    .venv/bin/python benchmarks/sensor_tick.py [--streams 200] [--workers 8] [--repeat 3] [--quick]
+    .venv/bin/python benchmarks/sensor_tick.py [--streams 200] [--workers 4] [--repeat 3] [--quick]
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def copy_one_cursor_stream(defs: dg.Definitions, instance: dg.DagsterInstance, i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=8, help="ZENSKAR_PIPELINE_SENSOR_WORKERS")
+    parser.add_argument("--workers", type=int, default=4, help="ZENSKAR_PIPELINE_SENSOR_WORKERS")
     parser.add_argument("--repeat", type=int, default=3, help="ticks when nothing changed")
     parser.add_argument("--quick", action="store_true", help="20 streams, one repeat")
     args = parser.parse_args()
