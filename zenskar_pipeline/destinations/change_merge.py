@@ -101,7 +101,7 @@ def apply_deduped_changes(
             .execute()
         )
 
-    return destination.commit_merge(ranked, prepared.plan, merge, by_partition=False)
+    return destination.commit_merge(ranked, prepared.plan, merge, by_partition=False, first_write=False)
 
 
 def _add_missing_columns(table: DeltaTable, schema: pa.Schema, soft_deletes: bool) -> None:

@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Field, Transaction, WriterProperties, write_deltalake
-from deltalake.exceptions import CommitFailedError
+from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.schema import PrimitiveType
 
 from zenskar_pipeline.config.models import ResolvedStream
@@ -333,7 +333,9 @@ class DeltaDestination:
             )
             return merger.when_not_matched_insert_all().execute()
 
-        return self.commit_merge(rows, prepared.plan, merge, by_partition=True)
+        return self.commit_merge(
+            rows, prepared.plan, merge, by_partition=True, app_transaction=app_transaction
+        )
 
     def merge_deduped(
         self,
@@ -377,7 +379,9 @@ class DeltaDestination:
                 .execute()
             )
 
-        return self.commit_merge(rows, prepared.plan, merge, by_partition=False)
+        return self.commit_merge(
+            rows, prepared.plan, merge, by_partition=False, app_transaction=app_transaction
+        )
 
     # --- the steps --------------------------------------------------------------------------------------
 
@@ -428,19 +432,22 @@ class DeltaDestination:
         merge: Callable[[DeltaTable], dict[str, Any]],
         *,
         by_partition: bool,
+        app_transaction: AppTransaction | None = None,
+        first_write: bool = True,
     ) -> WriteResult:
+        """Run `merge` against the copy in one commit, retrying a lost race. A copy that does not exist yet
+        has nothing to match: with `first_write` the rows are written as its first version instead, without
+        a join (else that is an error: the rows are not the copy's rows as they stand)."""
         if rows.num_rows == 0:
             return WriteResult(0, 0, None, {})
         for attempt in range(1, COMMIT_ATTEMPTS + 1):
             try:
                 if not self.exists():
-                    DeltaTable.create(
-                        self.table_uri,
-                        plan.schema,
-                        mode="ignore",
-                        partition_by=[PARTITION] if self.partitioned else None,
-                        storage_options=self.storage_options,
-                    )
+                    if not first_write:
+                        raise ValueError(f"{self.table_uri} does not exist; sync the stream afresh")
+                    first = self._write_first(rows, app_transaction)
+                    if first is not None:
+                        return first
                 table = self._table()
                 before = table.version()
                 metrics = merge(table)
@@ -466,6 +473,28 @@ class DeltaDestination:
         version = after.version() if after.version() > before else None
         counts = self._added_rows_by_partition(version) if by_partition and version is not None else None
         return WriteResult(written, deleted, version, counts)
+
+    def _write_first(self, rows: pa.Table, app_transaction: AppTransaction | None) -> WriteResult | None:
+        """The copy's first version from `rows`; None when another writer created the copy meanwhile (then
+        the caller merges into theirs, so nothing lands twice)."""
+        try:
+            write_deltalake(
+                self.table_uri,
+                rows,
+                mode="error",
+                partition_by=[PARTITION] if self.partitioned else None,
+                storage_options=self.storage_options,
+                commit_properties=commit_properties(app_transaction),
+            )
+        except (CommitFailedError, DeltaError) as error:
+            if not self.exists():
+                raise
+            log.info("%s was created by another writer (%s); merging into it", self.table_uri, error)
+            return None
+        counts: dict[str | None, int] = {None: rows.num_rows}
+        if self.partitioned:
+            counts = _value_counts(rows.column(PARTITION))
+        return WriteResult(rows.num_rows, 0, self._table().version(), counts)
 
     def advance(self, app_transaction: AppTransaction) -> int:
         """Commit `app_transaction` without data (changes that touched no row of the copy), so that the
@@ -582,6 +611,10 @@ class DeltaDestination:
             if path not in old:
                 counts[key] += records
         return dict(counts)
+
+
+def _value_counts(values: pa.ChunkedArray) -> dict[str | None, int]:
+    return {row["values"]: row["counts"] for row in pc.value_counts(values).to_pylist()}
 
 
 def _sql_name(name: str) -> str:

@@ -30,7 +30,7 @@ def test_rows_already_landed_on_key_and_cursor_are_not_landed_again(copy: DeltaD
 
     second = copy.append_new(again, ["event_id", "updated_at"], source_version=2)
 
-    assert (first.rows_written, second.rows_written, second.version) == (2, 2, 2)  # v0 is the empty create
+    assert (first.rows_written, second.rows_written, second.version) == (2, 2, 1)  # v0: the first write
     assert second.rows_by_partition == {"2026-01-01": 1, "2026-01-02": 1}
     assert landed(copy.table_uri, "event_id", "amount", SOURCE_VERSION) == [
         (1, Decimal(1), 1),
