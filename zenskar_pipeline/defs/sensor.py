@@ -10,10 +10,11 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from zenskar_pipeline.config import ResolvedStream
 from zenskar_pipeline.databricks import DatabricksResource
 from zenskar_pipeline.defs.jobs import stream_job_name
 from zenskar_pipeline.defs.requests import range_label, stream_run_request
-from zenskar_pipeline.defs.translator import StreamTranslator
+from zenskar_pipeline.defs.translator import STREAM_TAG, StreamTranslator
 from zenskar_pipeline.sync.watch import DEFAULT_WORKERS, NewVersion, Watched, watch
 
 SENSOR_NAME = "delta_version_sensor"
@@ -61,8 +62,14 @@ def delta_version_sensor(
         requests: list[dg.RunRequest] = []
         observations: list[dg.AssetObservation] = []
         for new in found.new:
-            requests += run_requests(new, translator)
             observations.append(_observation(new, translator))
+            if catches_up(new.stream) and _waiting(context.instance, new.stream.name):
+                context.log.info(
+                    f"{new.stream.name}: version {new.version} (seen {new.seen}): a run of the stream is "
+                    "waiting to start, and it brings the whole copy up to the version current then"
+                )
+                continue
+            requests += run_requests(new, translator)
             context.log.info(
                 f"{new.stream.name}: version {new.version} (seen {new.seen}): "
                 f"{_asked(new)}; {new.requested.reason}"
@@ -92,6 +99,23 @@ def run_requests(new: NewVersion, translator: StreamTranslator) -> list[dg.RunRe
         )
         for keys in ranges
     ]
+
+
+def catches_up(stream: ResolvedStream) -> bool:
+    """Whether any run of the stream, whatever its partitions, lands every change up to the version it
+    reads: change-feed streams (all changes since the synced-through version) and unpartitioned ones (the
+    whole table). For those a run not started yet covers a newer version too, so none is added behind it
+    and a busy table does not pile up runs."""
+    return stream.settings.change_feed or stream.settings.partitions is None
+
+
+def _waiting(instance: dg.DagsterInstance, stream_name: str) -> bool:
+    """Whether a run of the stream is created or queued but not started (it has read nothing yet)."""
+    statuses = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED]
+    waiting = instance.get_run_ids(
+        filters=dg.RunsFilter(tags={STREAM_TAG: stream_name}, statuses=statuses), limit=1
+    )
+    return bool(waiting)
 
 
 def read_cursor(cursor: str | None) -> dict[str, int]:

@@ -264,3 +264,24 @@ def test_an_unreachable_warehouse_fails_the_tick(pipeline: Pipeline, instance: d
     context = dg.build_sensor_context(instance=instance, resources={"databricks": nowhere}, definitions=defs)
     with pytest.raises(Exception, match="cannot reach the Databricks warehouse"):
         sensor.evaluate_tick(context)
+
+
+def test_a_waiting_run_of_a_change_feed_stream_takes_the_new_version(
+    pipeline: Pipeline, instance: dg.DagsterInstance
+) -> None:
+    table = pipeline.table(_days(1, 2, 3))
+    defs = pipeline.definitions(change_feed_stream(table))
+    first = tick(defs, instance)
+    (request,) = first.run_requests
+    # Created and not started, as a run waits while another run of the stream holds its slot.
+    waiting = instance.create_run_for_job(defs.resolve_job_def(request.job_name or ""), tags=request.tags)
+    assert waiting.status is dg.DagsterRunStatus.NOT_STARTED
+    pipeline.upsert(table, [{**event("e2", 2), "quantity": 7}])
+    busy = tick(defs, instance, first.cursor)
+    # The queued run applies every change up to the version current when it starts: none is added behind it.
+    assert busy.run_requests == []
+    assert json.loads(busy.cursor or "") == {table: _version(pipeline, table)}
+    assert len(busy.asset_events) == 1  # the new version is still recorded on the source asset
+    instance.delete_run(waiting.run_id)  # it ran (or went): the next version asks again
+    pipeline.upsert(table, [{**event("e3", 3), "quantity": 9}])
+    assert tick(defs, instance, busy.cursor).asked == [(table, "2026-01-03")]
