@@ -39,7 +39,14 @@ from zenskar_pipeline.destinations import PARTITION, SOURCE_VERSION, DeltaDestin
 from zenskar_pipeline.destinations.change_merge import ACTION, DELETE, REMOVE, UPSERT, apply_deduped_changes
 from zenskar_pipeline.destinations.delta import AppTransaction, WriteResult
 from zenskar_pipeline.destinations.landing import CHANGE_TYPE, DELETED, constant, set_column
-from zenskar_pipeline.sync.plan import PartitionCalendar, Scope, SyncPlan, column_name
+from zenskar_pipeline.sync.plan import (
+    PartitionCalendar,
+    Scope,
+    SyncPlan,
+    column_name,
+    scope_windows,
+    stream_calendar,
+)
 from zenskar_pipeline.sync.reader import classify, count_by_partition, current_version, read_statement
 from zenskar_pipeline.sync.report import PartitionReport
 
@@ -172,24 +179,9 @@ class _FeedPlan:
         cls, stream: ResolvedStream, table: DiscoveredTable, scope: Scope, version: int, now: dt.datetime
     ) -> _FeedPlan:
         settings = stream.settings
-        spec = settings.partitions
-        calendar = None
-        field = None
-        if spec is not None:
-            if scope.partition_keys is None:
-                raise ValueError(
-                    f"stream {stream.name} is partitioned; give partition keys (Scope.partitions)"
-                )
-            field = column_name(stream, table, spec.field or str(settings.cursor_field), "partitions.field")
-            column = table.column(field)
-            assert column is not None
-            try:
-                calendar = PartitionCalendar(spec, column.family, now)
-                calendar.windows(scope.partition_keys)  # the asked-for keys must be this stream's
-            except ValueError as error:
-                raise ValueError(f"stream {stream.name}: {error}") from None
-        elif scope.partition_keys is not None:
-            raise ValueError(f"stream {stream.name} is unpartitioned; sync it whole (Scope.whole_table())")
+        found = stream_calendar(stream, table, now)
+        field, calendar = found if found is not None else (None, None)
+        scope_windows(stream, calendar, scope)  # the asked-for keys must be this stream's
         declared = settings.primary_key or table.primary_key or ()
         key = tuple(column_name(stream, table, name, "primary_key") for name in declared)
         if settings.sync_mode is SyncMode.INCREMENTAL_APPEND_DEDUPED and not key:

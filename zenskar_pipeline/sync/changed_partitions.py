@@ -22,7 +22,7 @@ from zenskar_pipeline.databricks.resource import DatabricksSession
 from zenskar_pipeline.databricks.sql_text import ParameterValue, quote_identifier, quote_table
 from zenskar_pipeline.destinations import DeltaDestination
 from zenskar_pipeline.sync.change_feed import app_id
-from zenskar_pipeline.sync.plan import PartitionCalendar, column_name, lower_cursor_bound
+from zenskar_pipeline.sync.plan import PartitionCalendar, column_name, lower_cursor_bound, stream_calendar
 from zenskar_pipeline.sync.reader import window_keys
 
 log = logging.getLogger(__name__)
@@ -73,14 +73,11 @@ def changed_partitions(
     Keys outside the partitions definition are dropped.
     """
     settings = stream.settings
-    spec = settings.partitions
-    if spec is None:
+    found = stream_calendar(stream, table, now)
+    if found is None:
         return Requested(whole=True, reason="unpartitioned: the whole table")
-    field = column_name(stream, table, spec.field or str(settings.cursor_field), "partitions.field")
-    column = table.column(field)
-    assert column is not None  # column_name found it
-    calendar = PartitionCalendar(spec, column.family, now)
-    bucket = bucket_expression(quote_identifier(field), column.family, calendar)
+    field, calendar = found
+    bucket = bucket_expression(quote_identifier(field), calendar.family, calendar)
     table_sql = quote_table(*table.name.parts)
     if settings.change_feed:
         return _from_change_feed(session, stream, destination, calendar, bucket, table_sql, since, version)

@@ -20,7 +20,14 @@ from zenskar_pipeline.databricks.resource import DatabricksSession
 from zenskar_pipeline.databricks.sql_text import quote_table
 from zenskar_pipeline.destinations import PARTITION, SOURCE_VERSION, SYNCED_AT, DeltaDestination, WriteResult
 from zenskar_pipeline.sync.change_feed import run_change_feed_sync
-from zenskar_pipeline.sync.plan import PartitionCalendar, Scope, SyncPlan, column_name, lower_cursor_bound
+from zenskar_pipeline.sync.plan import (
+    Scope,
+    SyncPlan,
+    column_name,
+    lower_cursor_bound,
+    scope_windows,
+    stream_calendar,
+)
 from zenskar_pipeline.sync.reader import (
     Classified,
     as_utc,
@@ -147,23 +154,9 @@ def _plan(
     if mode.is_incremental and cursor is None:
         raise ValueError(f"stream {stream.name}: {mode} needs a cursor_field")
     spec = settings.partitions
-    calendar = None
-    windows: tuple[Any, ...] = ()
-    field = None
-    if spec is None:
-        if scope.partition_keys is not None:
-            raise ValueError(f"stream {stream.name} is unpartitioned; sync it whole (Scope.whole_table())")
-    else:
-        if scope.partition_keys is None:
-            raise ValueError(f"stream {stream.name} is partitioned; give partition keys (Scope.partitions)")
-        field = column_name(stream, table, spec.field or str(cursor), "partitions.field")
-        column = table.column(field)
-        assert column is not None
-        try:
-            calendar = PartitionCalendar(spec, column.family, now)
-            windows = calendar.windows(scope.partition_keys)
-        except ValueError as error:
-            raise ValueError(f"stream {stream.name}: {error}") from None
+    found = stream_calendar(stream, table, now)
+    field, calendar = found if found is not None else (None, None)
+    windows = scope_windows(stream, calendar, scope)
     keys: list[str | None] = [w.key for w in windows] if spec is not None else [None]
     marks: dict[str | None, Any] = dict.fromkeys(keys)
     if mode.is_incremental and cursor is not None:

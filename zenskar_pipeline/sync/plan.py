@@ -180,6 +180,40 @@ def column_name(stream: ResolvedStream, table: DiscoveredTable, name: str, setti
     return column.name
 
 
+def stream_calendar(
+    stream: ResolvedStream, table: DiscoveredTable, now: dt.datetime
+) -> tuple[str, PartitionCalendar] | None:
+    """The stream's partition field (as the source spells it) and the calendar of its windows up to `now`;
+    None when the stream is unpartitioned. Errors name the stream."""
+    spec = stream.settings.partitions
+    if spec is None:
+        return None
+    field = column_name(stream, table, spec.field or str(stream.settings.cursor_field), "partitions.field")
+    column = table.column(field)
+    assert column is not None  # column_name found it
+    try:
+        return field, PartitionCalendar(spec, column.family, now)
+    except ValueError as error:
+        raise ValueError(f"stream {stream.name}: {error}") from None
+
+
+def scope_windows(
+    stream: ResolvedStream, calendar: PartitionCalendar | None, scope: Scope
+) -> tuple[Window, ...]:
+    """The windows of `scope` (none for an unpartitioned stream); an error naming the stream when the scope
+    does not fit its partitions."""
+    if calendar is None:
+        if scope.partition_keys is not None:
+            raise ValueError(f"stream {stream.name} is unpartitioned; sync it whole (Scope.whole_table())")
+        return ()
+    if scope.partition_keys is None:
+        raise ValueError(f"stream {stream.name} is partitioned; give partition keys (Scope.partitions)")
+    try:
+        return calendar.windows(scope.partition_keys)
+    except ValueError as error:
+        raise ValueError(f"stream {stream.name}: {error}") from None
+
+
 def lower_cursor_bound(mark: Any, lag: dt.timedelta, stream: str) -> Any:
     """The inclusive lower bound of a partition's read: its high-water mark minus `cursor_lag`."""
     if mark is None or not lag:

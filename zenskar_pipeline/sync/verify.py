@@ -19,7 +19,7 @@ from zenskar_pipeline.databricks.discovery import DiscoveredTable
 from zenskar_pipeline.databricks.resource import DatabricksSession
 from zenskar_pipeline.databricks.sql_text import ParameterValue, quote_identifier, quote_table
 from zenskar_pipeline.destinations import DeltaDestination
-from zenskar_pipeline.sync.plan import PartitionCalendar, column_name
+from zenskar_pipeline.sync.plan import column_name, stream_calendar
 from zenskar_pipeline.sync.report import PartitionReport
 
 
@@ -97,15 +97,10 @@ def _source_rows(
     """The source's rows at `version` inside the given windows (None: every window; the whole table when
     the stream is unpartitioned)."""
     sql = f"SELECT COUNT(*) AS n FROM {quote_table(*table.name.parts)} VERSION AS OF {int(version)}"
-    spec = stream.settings.partitions
     parameters: dict[str, ParameterValue] = {}
-    if spec is not None:
-        field = column_name(
-            stream, table, spec.field or str(stream.settings.cursor_field), "partitions.field"
-        )
-        column = table.column(field)
-        assert column is not None
-        calendar = PartitionCalendar(spec, column.family, now)
+    found = stream_calendar(stream, table, now)
+    if found is not None:
+        field, calendar = found
         windows = calendar.windows(partitions) if partitions is not None else calendar.all_windows()
         if not windows:
             return 0
