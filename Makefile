@@ -49,6 +49,7 @@ bench: install
 	$(BIN)/python benchmarks/sync_backfill.py
 	$(BIN)/python benchmarks/definitions_load.py
 	$(BIN)/python benchmarks/sensor_tick.py
+	$(BIN)/python benchmarks/change_feed.py
 
 clean:
 	rm -rf $(VENV) .dagster_home data .zenskar-pipeline
