@@ -79,8 +79,9 @@ def run_demo(
         print(f"{result.stream}: {result.error}")
     print(
         f"Demo finished in {time.monotonic() - started:.0f} s. Next: `make dev` serves these tables and "
-        "opens "
-        "the Dagster UI (http://127.0.0.1:3000), where the demo's runs and copies are listed; "
+        "opens the Dagster UI (http://127.0.0.1:3000), where the demo's runs and copies are listed; "
+        "`make dev LIVE=1` also keeps writing new versions of the usage events, and the sensor "
+        "delta_version_sensor runs the partitions they change; "
         f"`zenskar-pipeline warehouse serve --root {root}` serves the tables alone."
     )
     return 1 if failed else 0
