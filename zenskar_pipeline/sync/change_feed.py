@@ -241,7 +241,7 @@ def _snapshot(
     plan = feed.everywhere
     columns = ", ".join(quote_identifier(name) for name in plan.columns)
     statement = f"SELECT {columns} FROM {plan.table_sql} VERSION AS OF {int(plan.version)}"
-    return _replace_with(session, feed, destination, counts, statement, {}, plan, None, plan.version)
+    return _replace_with(session, feed, destination, counts, statement, {}, plan, None, rebuild=False)
 
 
 def _rebuild(
@@ -253,7 +253,7 @@ def _rebuild(
         plan = _with(everywhere, version=synced)
         statement = f"SELECT {', '.join(quote_identifier(c) for c in plan.columns)} FROM {plan.table_sql} "
         statement += f"VERSION AS OF {int(synced)}"
-        return _replace_with(session, feed, destination, counts, statement, {}, plan, None, synced)
+        return _replace_with(session, feed, destination, counts, statement, {}, plan, None, rebuild=True)
     keys = list(feed.scope.partition_keys or ())
     windows = feed.calendar.windows(keys)
     plan = _with(
@@ -264,7 +264,7 @@ def _rebuild(
         reads_after_last=False,
     )
     statement, parameters = read_statement(plan)
-    return _replace_with(session, feed, destination, counts, statement, parameters, plan, keys, synced)
+    return _replace_with(session, feed, destination, counts, statement, parameters, plan, keys, rebuild=True)
 
 
 def _replace_with(
@@ -276,8 +276,12 @@ def _replace_with(
     parameters: dict[str, Any],
     plan: SyncPlan,
     partitions: list[str] | None,
-    version: int,
+    *,
+    rebuild: bool,
 ) -> WriteResult:
+    """`plan`'s rows (read by `statement` at `plan.version`) replace `partitions` of the copy (None: all of
+    it). A snapshot records its version as the synced-through one; a rebuild, as of that version already,
+    keeps soft-deleted rows, which the source no longer has."""
     reader = session.query_reader(statement, parameters)
     schema = feed.landing_columns(classify(plan, reader.schema.empty_table()).rows, SNAPSHOT).schema
 
@@ -293,9 +297,9 @@ def _replace_with(
     result = destination.replace(
         rows,
         partitions,
-        source_version=version,
-        app_transaction=feed.transaction(version) if partitions is None else None,
-        keep_tombstones=partitions is not None and feed.soft_deletes,
+        source_version=plan.version,
+        app_transaction=None if rebuild else feed.transaction(plan.version),
+        keep_tombstones=rebuild and feed.soft_deletes,
     )
     counts.written.update(result.rows_by_partition or {})
     return result

@@ -238,3 +238,15 @@ def test_a_column_added_between_versions_appears_in_the_copy(make_source: Any) -
     source.schema = wider
     source.sync("2026-01-01")
     assert source.landed("event_id", "region") == [(1, None), (2, "eu")]
+
+
+@pytest.mark.parametrize("partitioned", [True, False], ids=["partitioned", "whole"])
+def test_a_rebuild_keeps_soft_deleted_rows(make_source: Any, partitioned: bool) -> None:
+    source = _source(make_source, deletes=Deletes.SOFT, partition_field="event_time" if partitioned else None)
+    keys = ("2026-01-01",) if partitioned else ()
+    source.append([event(1, 10, 1), event(2, 20, 1)])
+    source.sync(*keys)
+    source.delete("event_id = 2")
+    source.sync(*keys)
+    source.sync(*keys, rebuild=True)  # as of the synced version, which no longer has event 2
+    assert source.landed("event_id", "amount", DELETED) == [(1, 10, False), (2, 20, True)]
