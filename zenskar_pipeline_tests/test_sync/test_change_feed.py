@@ -250,3 +250,15 @@ def test_a_rebuild_keeps_soft_deleted_rows(make_source: Any, partitioned: bool) 
     source.sync(*keys)
     source.sync(*keys, rebuild=True)  # as of the synced version, which no longer has event 2
     assert source.landed("event_id", "amount", DELETED) == [(1, 10, False), (2, 20, True)]
+
+
+def test_a_version_without_data_changes_moves_the_synced_version_only(make_source: Any) -> None:
+    source = _source(make_source)
+    source.append([event(1, 10, 1)])
+    source.append([event(2, 20, 1)])
+    source.sync("2026-01-01")
+    tables.open_table(source.warehouse.root, source.name).optimize.compact()  # no row changes
+    (report,) = source.sync("2026-01-01")
+    assert (report.rows_read, report.rows_written, report.rows_deleted) == (0, 0, 0)
+    assert _synced(source) == _version(source)  # not read again next time
+    assert source.landed("event_id", "amount") == [(1, 10), (2, 20)]
