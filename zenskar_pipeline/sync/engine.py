@@ -38,6 +38,8 @@ from zenskar_pipeline.sync.reader import (
 )
 from zenskar_pipeline.sync.report import PartitionReport
 
+MERGE_CHUNK_ROWS = 1_000_000  # rows held for one keyed write; a larger read is written in several commits
+
 
 @dataclass
 class _Tally:
@@ -204,21 +206,50 @@ def _merge(
     destination: DeltaDestination,
     tally: _Tally,
 ) -> WriteResult:
-    statement, parameters = read_statement(plan)
-    reader = session.query_reader(statement, parameters)
-    read = reader.read_all()
-    classified = classify(plan, read)
-    tally.add(plan, classified)
-    if classified.rows.num_rows == 0:
-        return WriteResult(0, 0, None, {})
+    """Land the plan's rows by key. A large read (a first sync, a long backfill) is written in chunks of
+    `MERGE_CHUNK_ROWS`, one commit each, so memory stays bounded: each merge lands what a single one would
+    (deduped: the greatest version of a key wins whichever chunk brings it; append: a row already landed,
+    by an earlier chunk too, is not landed again). Key-less appends number identical rows within one write,
+    so they are written at once."""
     declared = stream.settings.primary_key or table.primary_key or None
     key = None if declared is None else [column_name(stream, table, k, "primary_key") for k in declared]
-    if plan.mode is SyncMode.INCREMENTAL_APPEND:
-        landing_key = None if key is None else [*key, str(plan.cursor_field)]
-        return destination.append_new(classified.rows, landing_key, source_version=plan.version)
-    if key is None:
+    if plan.mode is SyncMode.INCREMENTAL_APPEND_DEDUPED and key is None:
         raise ValueError(f"stream {stream.name}: incremental_append_deduped needs a primary_key")
-    return destination.merge_deduped(classified.rows, key, plan.cursor_field, source_version=plan.version)
+
+    def write(rows: pa.Table) -> WriteResult:
+        if plan.mode is SyncMode.INCREMENTAL_APPEND:
+            landing_key = None if key is None else [*key, str(plan.cursor_field)]
+            return destination.append_new(rows, landing_key, source_version=plan.version)
+        assert key is not None
+        return destination.merge_deduped(rows, key, plan.cursor_field, source_version=plan.version)
+
+    statement, parameters = read_statement(plan)
+    reader = session.query_reader(statement, parameters)
+    chunk_rows = MERGE_CHUNK_ROWS if key is not None else None  # read now: tests lower it
+    written: Counter[str | None] = Counter()
+    total = WriteResult(0, 0, None, {})
+    pending: list[pa.Table] = []
+
+    def flush() -> None:
+        nonlocal total
+        rows = pa.concat_tables(pending)
+        pending.clear()
+        size = chunk_rows or rows.num_rows
+        for start in range(0, rows.num_rows, size):
+            result = write(rows.slice(start, size))
+            if result.version is not None:
+                written.update(_written_by_partition(destination, plan, result))
+                total = WriteResult(total.rows_written + result.rows_written, 0, result.version, written)
+
+    for batch in reader:
+        classified = classify(plan, pa.Table.from_batches([batch], reader.schema))
+        tally.add(plan, classified)
+        pending.append(classified.rows)
+        if chunk_rows is not None and sum(t.num_rows for t in pending) >= chunk_rows:
+            flush()
+    if pending:
+        flush()
+    return total
 
 
 def _written_by_partition(
