@@ -493,7 +493,7 @@ class DeltaDestination:
             return None
         counts: dict[str | None, int] = {None: rows.num_rows}
         if self.partitioned:
-            counts = _value_counts(rows.column(PARTITION))
+            counts = landing.count_values(rows.column(PARTITION))
         return WriteResult(rows.num_rows, 0, self._table().version(), counts)
 
     def advance(self, app_transaction: AppTransaction) -> int:
@@ -586,9 +586,7 @@ class DeltaDestination:
         keys = batch.column(PARTITION)
         if keys.null_count:
             raise ValueError(f"{self.table_uri}: {keys.null_count} row(s) without a {PARTITION}")
-        counts: Counter[str | None] = Counter(
-            {d["values"]: d["counts"] for d in pc.value_counts(keys).to_pylist()}
-        )
+        counts: Counter[str | None] = Counter(landing.count_values(keys))
         outside = sorted(str(key) for key in counts if scope is not None and key not in scope)
         if outside:
             raise ValueError(
@@ -611,10 +609,6 @@ class DeltaDestination:
             if path not in old:
                 counts[key] += records
         return dict(counts)
-
-
-def _value_counts(values: pa.ChunkedArray) -> dict[str | None, int]:
-    return {row["values"]: row["counts"] for row in pc.value_counts(values).to_pylist()}
 
 
 def _sql_name(name: str) -> str:

@@ -110,6 +110,11 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def count_values(values: pa.Array | pa.ChunkedArray) -> dict[str | None, int]:
+    """How often each value occurs (partition keys, NULL as None), counted in Arrow."""
+    return {row["values"]: row["counts"] for row in pc.value_counts(values).to_pylist()}
+
+
 def constant(value: object, kind: pa.DataType, length: int) -> pa.Array:
     """`length` copies of one value (a write's synced-at, version, flag), built without a Python list."""
     return pa.repeat(pa.scalar(value, kind), length)

@@ -38,7 +38,7 @@ from zenskar_pipeline.databricks.sql_text import quote_identifier, quote_table
 from zenskar_pipeline.destinations import PARTITION, SOURCE_VERSION, DeltaDestination
 from zenskar_pipeline.destinations.change_merge import ACTION, DELETE, REMOVE, UPSERT, apply_deduped_changes
 from zenskar_pipeline.destinations.delta import AppTransaction, WriteResult
-from zenskar_pipeline.destinations.landing import CHANGE_TYPE, DELETED, constant, set_column
+from zenskar_pipeline.destinations.landing import CHANGE_TYPE, DELETED, constant, count_values, set_column
 from zenskar_pipeline.sync.plan import (
     PartitionCalendar,
     Scope,
@@ -47,7 +47,7 @@ from zenskar_pipeline.sync.plan import (
     scope_windows,
     stream_calendar,
 )
-from zenskar_pipeline.sync.reader import classify, count_by_partition, current_version, read_statement
+from zenskar_pipeline.sync.reader import classify, current_version, read_statement
 from zenskar_pipeline.sync.report import PartitionReport
 
 log = logging.getLogger(__name__)
@@ -289,8 +289,8 @@ def _replace_with(
         for batch in reader:
             classified = classify(plan, pa.Table.from_batches([batch], reader.schema))
             keys = classified.reported_under
-            counts.read.update(count_by_partition(keys.filter(classified.landable)))
-            counts.outside.update(count_by_partition(keys.filter(classified.outside)))
+            counts.read.update(count_values(keys.filter(classified.landable)))
+            counts.outside.update(count_values(keys.filter(classified.outside)))
             yield from feed.landing_columns(classified.rows, SNAPSHOT).cast(schema).to_batches()
 
     rows = pa.RecordBatchReader.from_batches(schema, landable())
@@ -335,13 +335,13 @@ def _apply(
     is_pre = pc.equal(change_type, "update_preimage")
     is_delete = pc.equal(change_type, "delete")
     inside = pc.invert(classified.outside)
-    counts.outside.update(count_by_partition(keys.filter(pc.and_(classified.outside, pc.invert(is_pre)))))
+    counts.outside.update(count_values(keys.filter(pc.and_(classified.outside, pc.invert(is_pre)))))
     # A pre-image's partition is touched: the row was there before its update (it may have moved).
-    counts.touched.update(count_by_partition(keys.filter(pc.and_(inside, is_pre))))
+    counts.touched.update(count_values(keys.filter(pc.and_(inside, is_pre))))
     landed = pc.and_(inside, pc.invert(is_pre))
-    counts.read.update(count_by_partition(keys.filter(landed)))
-    counts.deleted.update(count_by_partition(keys.filter(pc.and_(landed, is_delete))))
-    counts.written.update(count_by_partition(keys.filter(pc.and_(landed, pc.invert(is_delete)))))
+    counts.read.update(count_values(keys.filter(landed)))
+    counts.deleted.update(count_values(keys.filter(pc.and_(landed, is_delete))))
+    counts.written.update(count_values(keys.filter(pc.and_(landed, pc.invert(is_delete)))))
     rows = changes.select(list(plan.columns))
     if feed.calendar is not None:
         partition = pc.if_else(classified.outside, pa.scalar(None, pa.string()), keys)

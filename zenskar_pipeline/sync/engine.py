@@ -19,6 +19,7 @@ from zenskar_pipeline.databricks.discovery import DiscoveredTable
 from zenskar_pipeline.databricks.resource import DatabricksSession
 from zenskar_pipeline.databricks.sql_text import quote_table
 from zenskar_pipeline.destinations import PARTITION, SOURCE_VERSION, SYNCED_AT, DeltaDestination, WriteResult
+from zenskar_pipeline.destinations.landing import count_values
 from zenskar_pipeline.sync.change_feed import run_change_feed_sync
 from zenskar_pipeline.sync.plan import (
     Scope,
@@ -32,7 +33,6 @@ from zenskar_pipeline.sync.reader import (
     Classified,
     as_utc,
     classify,
-    count_by_partition,
     current_version,
     read_statement,
 )
@@ -59,7 +59,7 @@ class _Tally:
             (self.outside, classified.outside),
             (self.null_cursor, classified.null_cursor),
         ):
-            counter.update(count_by_partition(keys.filter(mask)))
+            counter.update(count_values(keys.filter(mask)))
         if plan.cursor_field is None or classified.rows.num_rows == 0:
             return
         rows = classified.rows
@@ -269,7 +269,7 @@ def _written_by_partition(
         return {}
     newest = pc.max(stamped.column(SYNCED_AT))
     mine = stamped.filter(pc.equal(stamped.column(SYNCED_AT), newest)).column(PARTITION)
-    return {row["values"]: row["counts"] for row in pc.value_counts(mine).to_pylist()}
+    return count_values(mine)
 
 
 def _scope_read_at(destination: DeltaDestination, partitions: list[str] | None, version: int) -> bool:

@@ -108,13 +108,6 @@ def classify(plan: SyncPlan, batch: pa.Table) -> Classified:
     return Classified(rows, keys, outside, null_cursor, landable)
 
 
-def count_by_partition(keys: pa.Array) -> dict[str | None, int]:
-    """How many times each partition key (None: unpartitioned) occurs, counted in Arrow."""
-    if len(keys) == 0:
-        return {}
-    return {row["values"]: row["counts"] for row in pc.value_counts(keys).to_pylist()}
-
-
 def _wall_clock(calendar: PartitionCalendar, column: pa.ChunkedArray) -> pa.Array:
     """The partition field as naive wall-clock timestamps in the partitions' time zone."""
     values = column.combine_chunks()

@@ -38,7 +38,7 @@ def utc(day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
     return dt.datetime(2026, 1, day, hour, minute, tzinfo=dt.UTC)
 
 
-def _full_type(kind: pa.DataType) -> str:
+def full_type(kind: pa.DataType) -> str:
     if pa.types.is_timestamp(kind):
         return "timestamp" if kind.tz else "timestamp_ntz"
     if pa.types.is_date(kind):
@@ -73,7 +73,7 @@ class Source:
     @property
     def table(self) -> DiscoveredTable:
         columns = tuple(
-            DiscoveredColumn(f.name, _full_type(f.type), f.nullable, i) for i, f in enumerate(self.schema)
+            DiscoveredColumn(f.name, full_type(f.type), f.nullable, i) for i, f in enumerate(self.schema)
         )
         return DiscoveredTable(TableName.parse(self.name), columns, self.primary_key)
 

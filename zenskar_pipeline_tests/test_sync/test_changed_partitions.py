@@ -34,21 +34,10 @@ from zenskar_pipeline.sync.changed_partitions import (
     latest_keys,
 )
 from zenskar_pipeline.sync.plan import PartitionCalendar
+from zenskar_pipeline_tests.test_sync.conftest import full_type, utc
 
 NOW = dt.datetime(2026, 1, 20, 12, tzinfo=dt.UTC)
 _numbers = itertools.count()
-
-
-def utc(day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
-    return dt.datetime(2026, 1, day, hour, minute, tzinfo=dt.UTC)
-
-
-def _type_name(kind: pa.DataType) -> str:
-    if pa.types.is_timestamp(kind):
-        return "timestamp" if kind.tz else "timestamp_ntz"
-    if pa.types.is_date(kind):
-        return "date"
-    return "bigint" if pa.types.is_integer(kind) else "string"
 
 
 @dataclass
@@ -62,7 +51,7 @@ class Source:
     @property
     def table(self) -> DiscoveredTable:
         columns = tuple(
-            DiscoveredColumn(f.name, _type_name(f.type), f.nullable, i) for i, f in enumerate(self.schema)
+            DiscoveredColumn(f.name, full_type(f.type), f.nullable, i) for i, f in enumerate(self.schema)
         )
         return DiscoveredTable(TableName.parse(self.name), columns, ("id",))
 
