@@ -187,7 +187,7 @@ def connect(info: dict[str, Any]) -> Any:
 def streams_config(destination: Path, mode: str, *, partitioned: bool, table: str = TABLE) -> PipelineConfig:
     """A streams file with one stream over `table`: `mode`, cursor `updated_at`, key `event_id`, daily
     partitions on `event_time` from START when `partitioned`; parsed as the product parses the YAML."""
-    from zenskar_pipeline.config import parse_config
+    from zenskar_pipeline.streams import parse_config
 
     partitions = {"field": "event_time", "granularity": "daily", "start": f"{START:%Y-%m-%d}"}
     stream = {

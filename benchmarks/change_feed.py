@@ -66,7 +66,7 @@ def _changed_rows(root: Path, rows: int, shape: str, seed: int) -> int:
 def child(info: dict[str, Any], root: Path, destination: Path, rows: int) -> None:
     from zenskar_pipeline.databricks.discovery import discover_tables
     from zenskar_pipeline.destinations import DeltaDestination
-    from zenskar_pipeline.state import validate_streams
+    from zenskar_pipeline.streams import validate_streams
     from zenskar_pipeline.sync import Scope, run_sync
 
     resource = databricks_resource(info)

@@ -87,9 +87,9 @@ def stream_entry(index: int) -> dict[str, Any]:
 
 
 def build(root: Path, folder: Path, info: dict[str, Any], streams: int) -> dg.Definitions:
-    from zenskar_pipeline.config import load_config
     from zenskar_pipeline.databricks.discovery import discover_tables
     from zenskar_pipeline.defs import build_definitions
+    from zenskar_pipeline.streams import load_config
 
     path = folder / "streams.yaml"
     document = {
@@ -110,7 +110,7 @@ def tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None)
     from zenskar_pipeline.defs.sensor import SENSOR_NAME
 
     sensor = defs.resolve_sensor_def(SENSOR_NAME)
-    resources = {"databricks": (defs.resources or {})["databricks"]}
+    resources = {name: (defs.resources or {})[name] for name in ("databricks", "destination")}
     (server,) = psutil.Process().children()  # the warehouse, started by `local_warehouse`
     STATEMENTS.clear()
     server_before, client_before = _cpu(server), time.process_time()

@@ -55,7 +55,7 @@ def child_sync(info: dict[str, Any], destination: Path) -> None:
     """The product: discovery first (untimed), then one `run_sync` of the whole table on a new session."""
     from zenskar_pipeline.databricks.discovery import discover_tables
     from zenskar_pipeline.destinations import DeltaDestination
-    from zenskar_pipeline.state import validate_streams
+    from zenskar_pipeline.streams import validate_streams
     from zenskar_pipeline.sync import Scope, run_sync
 
     config = streams_config(destination, "full_refresh", partitioned=False)

@@ -35,7 +35,7 @@ def child(info: dict[str, Any], destination: Path, mode: str) -> None:
     """Discovery (untimed), the first sync that lands every row, then the sync that finds nothing new."""
     from zenskar_pipeline.databricks.discovery import discover_tables
     from zenskar_pipeline.destinations import DeltaDestination
-    from zenskar_pipeline.state import validate_streams
+    from zenskar_pipeline.streams import validate_streams
     from zenskar_pipeline.sync import Scope, run_sync
 
     config = streams_config(destination, mode, partitioned=False)

@@ -152,21 +152,24 @@ def dev(warehouse_root: Path, port: int, live: bool) -> None:
     sys.exit(run_dev(warehouse_root, port, live=live))
 
 
-@main.command()
-@click.option(
+_CONFIG_OPTION = click.option(
     "--config",
     "config_file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="The streams file (default: $ZENSKAR_PIPELINE_CONFIG, else ./streams.yaml).",
 )
+
+
+@main.command()
+@_CONFIG_OPTION
 def discover(config_file: Path | None) -> None:
     """List the tables the streams file selects, with columns and a suggested cursor and key, and refresh
     the cached discovery that the code location loads."""
     import time
 
-    from zenskar_pipeline.config import ConfigError, resolve_streams
-    from zenskar_pipeline.state import validate_streams
+    from zenskar_pipeline.config import ConfigError
+    from zenskar_pipeline.streams import resolve_streams, validate_streams
 
     config = _load_config(config_file)
     started = time.monotonic()
@@ -193,7 +196,8 @@ _REQUIRED_CONNECTION = ("DATABRICKS_SERVER_HOSTNAME", "DATABRICKS_HTTP_PATH")
 
 
 def _load_config(config_file: Path | None) -> PipelineConfig:
-    from zenskar_pipeline.config import ConfigError, load_config
+    from zenskar_pipeline.config import ConfigError
+    from zenskar_pipeline.streams import load_config
 
     try:
         return load_config(config_file)
@@ -246,8 +250,10 @@ def _echo_table(table: DiscoveredTable, stream: ResolvedStream) -> None:
         click.echo(
             f"    {column.name:<{width}}  {column.full_data_type:<{type_width}}  {flags:<12}{note}".rstrip()
         )
+    from zenskar_pipeline.sync.modes import strategy_for
+
     settings = stream.settings
-    needs_cursor = settings.sync_mode.is_incremental and not settings.change_feed
+    needs_cursor = strategy_for(settings).reads_by_cursor
     key = ", ".join(settings.primary_key) if settings.primary_key else None
     for label, suggestion, configured, needed in (
         ("cursor", table.suggested_cursor, settings.cursor_field, needs_cursor),
@@ -260,15 +266,6 @@ def _echo_table(table: DiscoveredTable, stream: ResolvedStream) -> None:
             text += f"; the stream sets none: add `cursor_field: {suggestion.columns[0]}`"
         click.echo(f"  suggested {label}: {text}")
     click.echo()
-
-
-_CONFIG_OPTION = click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="The streams file (default: $ZENSKAR_PIPELINE_CONFIG, else ./streams.yaml).",
-)
 
 
 @main.command()
@@ -336,10 +333,11 @@ def reset(stream_name: str, yes: bool, config_file: Path | None) -> None:
 
     STREAM is the source table, catalog.schema.table. A stream keeps no sync state besides its copy (the
     high-water marks and the change feed's synced-through version live in the copy), so deleting the copy
-    is the whole reset. Local destinations only for now.
+    is the whole reset.
     """
     import difflib
-    import shutil
+
+    from zenskar_pipeline.destinations import DeltaDestinationResource
 
     config = _load_config(config_file)
     streams = _selected_streams(config, (), refresh=False)
@@ -350,17 +348,17 @@ def reset(stream_name: str, yes: bool, config_file: Path | None) -> None:
         known = ", ".join(sorted(by_name)) or "none"
         hint = f"; did you mean {close[0]}?" if close else f" (streams: {known})"
         _fail(f"{stream_name} is not a stream of {config.path}{hint}")
-    uri = stream.destination_uri
-    if "://" in uri and not uri.startswith("file://"):
-        _fail(f"stream {stream.name}: reset of an object-store copy ({uri}) is not supported yet")
-    folder = Path(uri.removeprefix("file://"))
-    if not folder.exists():
-        click.echo(f"stream {stream.name}: no copy at {folder}; nothing to reset")
+    copy = DeltaDestinationResource.from_env().for_stream(stream)
+    if not copy.exists():
+        click.echo(f"stream {stream.name}: no copy at {copy.uri}; nothing to reset")
         return
     if not yes:
-        click.confirm(f"Delete the copy of {stream.name} at {folder}?", abort=True)
-    shutil.rmtree(folder)
-    click.echo(f"stream {stream.name}: deleted {folder}; the next sync starts over")
+        click.confirm(f"Delete the copy of {stream.name} at {copy.uri}?", abort=True)
+    try:
+        copy.reset()
+    except NotImplementedError as error:
+        _fail(f"stream {stream.name}: {error}")
+    click.echo(f"stream {stream.name}: deleted {copy.uri}; the next sync starts over")
 
 
 def _selected_streams(
@@ -370,7 +368,8 @@ def _selected_streams(
     those matching `patterns`; exits with the reason when there are none."""
     from zenskar_pipeline import runner
     from zenskar_pipeline.config import ConfigError
-    from zenskar_pipeline.state import StateError, load_state, validate_streams
+    from zenskar_pipeline.state import StateError, load_state
+    from zenskar_pipeline.streams import validate_streams
 
     try:
         state = _discover_and_save(config) if refresh else load_state(config.state_path)

@@ -6,9 +6,9 @@ Without that cache the code location fails to load with the message saying what 
 
 from __future__ import annotations
 
-from zenskar_pipeline.config import load_config
 from zenskar_pipeline.defs import build_definitions
 from zenskar_pipeline.state import load_state
+from zenskar_pipeline.streams import load_config
 
 config = load_config()
 defs = build_definitions(config, load_state(config.state_path))

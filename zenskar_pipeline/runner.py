@@ -22,10 +22,10 @@ from typing import Any
 import dagster as dg
 
 from zenskar_pipeline.config import ResolvedStream
-from zenskar_pipeline.defs import STREAM_TAG, StreamTranslator, partitions_def, stream_job_name
+from zenskar_pipeline.defs import STREAM_TAG, partitions_def, stream_job_name
+from zenskar_pipeline.defs.requests import RANGE_END, RANGE_START
+from zenskar_pipeline.errors import first_line
 
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 SECRET_VARIABLES = ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET")
 
 # Quiet console (see the module docstring).
@@ -151,7 +151,7 @@ def run_plan(defs: dg.Definitions, plan: Plan, instance: dg.DagsterInstance) -> 
         return StreamResult(plan.stream.name, plan.label, 0, 0, 0.0)
     job = defs.resolve_job_def(stream_job_name(plan.stream))
     tags = {STREAM_TAG: plan.stream.name}
-    options: dict[str, Any] = {"asset_selection": [StreamTranslator().copy_key(plan.stream)], "tags": tags}
+    options: dict[str, Any] = {"asset_selection": [copy_key(defs, plan.stream)], "tags": tags}
     if len(plan.keys) == 1:
         options["partition_key"] = plan.keys[0]
     elif plan.keys:
@@ -167,7 +167,7 @@ def run_plan(defs: dg.Definitions, plan: Plan, instance: dg.DagsterInstance) -> 
             0,
             0,
             time.monotonic() - started,
-            redact(f"{type(error).__name__}: {_first_line(str(error))}"),
+            redact(f"{type(error).__name__}: {first_line(error, default='unknown error')}"),
         )
     read = written = 0
     for event in result.get_asset_materialization_events():
@@ -177,6 +177,15 @@ def run_plan(defs: dg.Definitions, plan: Plan, instance: dg.DagsterInstance) -> 
         written += _int(metadata.get("rows_written"))
     failure = None if result.success else _failure(result)
     return StreamResult(plan.stream.name, plan.label, read, written, time.monotonic() - started, failure)
+
+
+def copy_key(defs: dg.Definitions, stream: ResolvedStream) -> dg.AssetKey:
+    """The key of the stream's copy in `defs`, whatever translator named it: the asset whose step carries
+    the stream's `zenskar/stream` tag."""
+    for assets in defs.assets or ():
+        if isinstance(assets, dg.AssetsDefinition) and assets.op.tags.get(STREAM_TAG) == stream.name:
+            return assets.key
+    raise ValueError(f"stream {stream.name}: no asset of these definitions copies it")
 
 
 def run_streams(
@@ -243,16 +252,13 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
             name = error.cls_name or ""
             # Dagster records the message as Python prints it, behind the module path of the class
             # ("dagster._core.definitions.events.Failure: ..."): keep the class's own name at most.
-            message = re.sub(rf"^(?:\w+\.)*{re.escape(name)}: ", "", _first_line(error.message))
+            message = re.sub(
+                rf"^(?:\w+\.)*{re.escape(name)}: ", "", first_line(error.message, "unknown error")
+            )
             if name in ("Failure", "DagsterExecutionStepExecutionError"):
                 return redact(message)
             return redact(f"{name}: {message}")
     return "the run failed (see the Dagster run log)"
-
-
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if lines else "unknown error"
 
 
 def _int(value: Any) -> int:

@@ -1,5 +1,6 @@
 """The discovery cache: what `zenskar-pipeline discover` found, saved as JSON beside the streams file, so that
-definitions load without contacting Databricks; and the streams file checked against it before data moves.
+definitions load without contacting Databricks (`zenskar_pipeline.streams` checks the streams file against
+it before data moves).
 """
 
 from __future__ import annotations
@@ -9,20 +10,11 @@ import datetime as dt
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from zenskar_pipeline.config import (
-    ConfigError,
-    PipelineConfig,
-    Problem,
-    ResolvedStream,
-    SyncMode,
-    TableName,
-    resolve_streams,
-    source_problems,
-)
+from zenskar_pipeline.config import TableName
 from zenskar_pipeline.databricks.discovery import (
     DiscoveredCatalog,
     DiscoveredColumn,
@@ -202,128 +194,3 @@ def _instant(text: str, where: str) -> dt.datetime:
     if value.tzinfo is None:
         raise _Malformed(f"{where} has no time zone")
     return value
-
-
-# -- the streams file against the source ---------------------------------------------------------------------
-
-_PARTITION_TYPES = "TIMESTAMP, TIMESTAMP_NTZ or DATE"
-
-
-def validate_streams(
-    config: PipelineConfig, state: DiscoveredCatalog, *, allow_missing_cursor: bool = False
-) -> list[ResolvedStream]:
-    """Every stream the config selects among the discovered tables, checked against the source, with the
-    Unity Catalog primary key filled in where the stream sets none.
-
-    `ConfigError` lists every problem at once: tables or columns not found, a cursor that cannot order rows,
-    a deduplicated stream without a key, a partition field that is not a time. `allow_missing_cursor` is for
-    `discover`, which suggests the missing cursor.
-    """
-    streams = resolve_streams(config, state.tables, allow_missing_cursor=allow_missing_cursor)
-    problems = source_problems(streams, state.columns_by_table())
-    checked: list[ResolvedStream] = []
-    for stream in streams:
-        table = state.get(stream.name)
-        if table is None:
-            continue  # source_problems named it
-        stream = _with_source_key(stream, table)
-        checked.append(stream)
-        for check in _CHECKS:
-            problems += check(stream, table)
-    if problems:
-        raise ConfigError(problems, config.path)
-    return checked
-
-
-def _with_source_key(stream: ResolvedStream, table: DiscoveredTable) -> ResolvedStream:
-    """The contract's default: the table's Unity Catalog primary key when the stream names none."""
-    if stream.settings.primary_key is not None or not table.primary_key:
-        return stream
-    settings = dataclasses.replace(stream.settings, primary_key=table.primary_key)
-    return dataclasses.replace(stream, settings=settings)
-
-
-def _cursor_problems(stream: ResolvedStream, table: DiscoveredTable) -> list[Problem]:
-    settings = stream.settings
-    column = table.column(settings.cursor_field) if settings.cursor_field else None
-    if column is None:
-        return []  # unset, or not a column (source_problems named it)
-    where = f"stream {stream.name}"
-    if not column.family.can_order:
-        return [
-            Problem(
-                where,
-                "cursor_field",
-                f"{column.name!r} is {column.full_data_type}, which cannot order rows for a cursor",
-                f"choose a TIMESTAMP, TIMESTAMP_NTZ, DATE or numeric column{_suggested(table)}, or set "
-                "change_feed: true",
-            )
-        ]
-    if settings.cursor_lag and not column.family.is_time:
-        return [
-            Problem(
-                where,
-                "cursor_lag",
-                f"{settings.cursor_lag} is a duration, but the cursor {column.name!r} is "
-                f"{column.full_data_type}",
-                "remove cursor_lag, or choose a TIMESTAMP, TIMESTAMP_NTZ or DATE cursor",
-            )
-        ]
-    return []
-
-
-def _suggested(table: DiscoveredTable) -> str:
-    suggestion = table.suggested_cursor
-    return f" (such as {suggestion.columns[0]!r})" if suggestion else ""
-
-
-def _key_problems(stream: ResolvedStream, table: DiscoveredTable) -> list[Problem]:
-    settings = stream.settings
-    where = f"stream {stream.name}"
-    if settings.sync_mode is SyncMode.INCREMENTAL_APPEND_DEDUPED and not settings.primary_key:
-        key = table.suggested_key
-        hint = f" ({key.columns[0]!r} looks like one)" if key else ""
-        return [
-            Problem(
-                where,
-                "primary_key",
-                f"missing; sync_mode {settings.sync_mode.value} keeps one row per key, and {stream.name} "
-                "declares no PRIMARY KEY constraint in Unity Catalog",
-                f"set primary_key{hint}, or declare a PRIMARY KEY constraint on the table in Unity Catalog",
-            )
-        ]
-    if settings.primary_key and settings.primary_key == table.primary_key:
-        # The key came from Unity Catalog (parsing already checked a key the stream names itself).
-        dropped = [name for name in table.primary_key if not settings.columns.keeps(name)]
-        return [
-            Problem(
-                where,
-                "columns",
-                f"leaves out {name!r}, a column of the table's Unity Catalog primary key",
-                f"keep {name!r}, or set primary_key to columns the copy keeps",
-            )
-            for name in dropped
-        ]
-    return []
-
-
-def _partition_problems(stream: ResolvedStream, table: DiscoveredTable) -> list[Problem]:
-    spec = stream.settings.partitions
-    column = table.column(spec.field) if spec is not None and spec.field else None
-    if column is None or column.family.is_time:
-        return []
-    return [
-        Problem(
-            f"stream {stream.name}",
-            "partitions.field",
-            f"{column.name!r} is {column.full_data_type}; partition windows need {_PARTITION_TYPES}",
-            f"set partitions.field to a {_PARTITION_TYPES} column, or partitions: null",
-        )
-    ]
-
-
-_CHECKS: tuple[Callable[[ResolvedStream, DiscoveredTable], list[Problem]], ...] = (
-    _cursor_problems,
-    _key_problems,
-    _partition_problems,
-)

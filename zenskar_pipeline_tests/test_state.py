@@ -19,8 +19,8 @@ from zenskar_pipeline.state import (
     StateMissingError,
     load_state,
     save_state,
-    validate_streams,
 )
+from zenskar_pipeline.streams import validate_streams
 from zenskar_pipeline_tests.test_config.streams_files import load, one_stream
 from zenskar_pipeline_tests.test_databricks.test_discovery import (
     AUDIT,

@@ -1,7 +1,8 @@
 """The streams file as typed, validated models; every error names the stream, the key and the fix.
 
 `load_config` reads and checks the file; `resolve_streams` expands it into one `ResolvedStream` per source
-table, with the destination table each one lands in.
+table, with the destination table each one lands in. Both ask the sync modes' `ModeRules` what each mode
+requires; `zenskar_pipeline.streams` passes the modes in.
 """
 
 from zenskar_pipeline.config.errors import ConfigError, Problem, suggest
@@ -24,6 +25,7 @@ from zenskar_pipeline.config.models import (
 )
 from zenskar_pipeline.config.parse import DESTINATION_ENV, STATE_ENV, parse_config
 from zenskar_pipeline.config.resolve import resolve_streams, source_problems
+from zenskar_pipeline.config.rules import ModeRules
 from zenskar_pipeline.config.values import duration as parse_duration
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "Deletes",
     "DestinationConfig",
     "Granularity",
+    "ModeRules",
     "Namespace",
     "NamespaceKind",
     "OnMissingHistory",

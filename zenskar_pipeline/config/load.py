@@ -14,6 +14,7 @@ import yaml
 from zenskar_pipeline.config.errors import ConfigError, Problem
 from zenskar_pipeline.config.models import PipelineConfig
 from zenskar_pipeline.config.parse import parse_config
+from zenskar_pipeline.config.rules import ModeRules
 
 CONFIG_ENV = "ZENSKAR_PIPELINE_CONFIG"
 DEFAULT_CONFIG = Path("streams.yaml")
@@ -50,8 +51,11 @@ def config_path(env: Mapping[str, str] = os.environ) -> Path:
     return Path(env.get(CONFIG_ENV) or DEFAULT_CONFIG).expanduser().resolve()
 
 
-def load_config(path: Path | None = None, env: Mapping[str, str] = os.environ) -> PipelineConfig:
-    """Read and validate the streams file; `ConfigError` lists every problem found."""
+def load_config(
+    path: Path | None = None, env: Mapping[str, str] = os.environ, *, rules: ModeRules
+) -> PipelineConfig:
+    """Read and validate the streams file, each stream's settings also by its sync mode's `rules`;
+    `ConfigError` lists every problem found."""
     path = Path(path).expanduser().resolve() if path is not None else config_path(env)
     try:
         text = path.read_text(encoding="utf-8")
@@ -64,7 +68,7 @@ def load_config(path: Path | None = None, env: Mapping[str, str] = os.environ) -
         data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
     except yaml.YAMLError as error:
         raise ConfigError([_yaml_problem(error)], path) from None
-    return parse_config(data, path=path, env=env)
+    return parse_config(data, rules=rules, path=path, env=env)
 
 
 def _yaml_problem(error: yaml.YAMLError) -> Problem:

@@ -18,13 +18,11 @@ IDENTIFIER = re.compile(r"[A-Za-z0-9_]+")
 
 
 class SyncMode(StrEnum):
+    """The names a streams file may give `sync_mode`; what each does is its strategy's (`sync/modes/`)."""
+
     FULL_REFRESH = "full_refresh"
     INCREMENTAL_APPEND = "incremental_append"
     INCREMENTAL_APPEND_DEDUPED = "incremental_append_deduped"
-
-    @property
-    def is_incremental(self) -> bool:
-        return self is not SyncMode.FULL_REFRESH
 
 
 class Granularity(StrEnum):

@@ -30,6 +30,7 @@ from zenskar_pipeline.config.models import (
     StreamSettings,
     SyncMode,
 )
+from zenskar_pipeline.config.rules import ModeRules
 
 T = TypeVar("T")
 
@@ -78,9 +79,10 @@ class _Problems:
 
 
 def parse_config(
-    data: object, *, path: Path | None = None, env: Mapping[str, str] = os.environ
+    data: object, *, rules: ModeRules, path: Path | None = None, env: Mapping[str, str] = os.environ
 ) -> PipelineConfig:
-    """Validate the streams file's data (as YAML loads it); `ConfigError` lists every problem found."""
+    """Validate the streams file's data (as YAML loads it), each stream's settings also by its sync mode's
+    `rules`; `ConfigError` lists every problem found."""
     problems = _Problems()
     base_dir = path.parent if path is not None else Path.cwd()
     top = problems.mapping("top level", "", data, TOP_KEYS) or {}
@@ -91,7 +93,7 @@ def parse_config(
         if "table" in raw_defaults:
             problems.add("defaults", "table", "a table is chosen per stream", "move it into a streams entry")
         defaults = _settings(problems, "defaults", raw_defaults)
-    streams = _streams(problems, top.get("streams"), defaults)
+    streams = _streams(problems, top.get("streams"), defaults, rules)
     if problems.found:
         raise ConfigError(problems.found, path)
     assert destination is not None
@@ -241,7 +243,9 @@ def _partitions(problems: _Problems, where: str, raw: object) -> PartitionSpec |
     return PartitionSpec(field, granularity, start, timezone, include_current)
 
 
-def _streams(problems: _Problems, raw: object, defaults: Mapping[str, Any]) -> list[StreamConfig]:
+def _streams(
+    problems: _Problems, raw: object, defaults: Mapping[str, Any], rules: ModeRules
+) -> list[StreamConfig]:
     if not isinstance(raw, list) or not raw:
         problems.add(
             "top level",
@@ -285,6 +289,7 @@ def _streams(problems: _Problems, raw: object, defaults: Mapping[str, Any]) -> l
                 settings, partitions=dataclasses.replace(settings.partitions, field=settings.cursor_field)
             )
         stream = StreamConfig(table, settings, index, frozenset(defaults.keys() - own.keys()))
+        problems.found += rules.settings_problems(where, stream, set(section))
         _check_stream(problems, where, stream, set(section))
         streams.append(stream)
     return streams
@@ -297,24 +302,6 @@ def _check_stream(problems: _Problems, where: str, stream: StreamConfig, written
     def origin(key: str) -> str:
         return f" ({key} comes from defaults)" if key in stream.from_defaults else ""
 
-    if settings.sync_mode is SyncMode.FULL_REFRESH and settings.change_feed:
-        problems.add(
-            where,
-            "change_feed",
-            "full_refresh copies the whole scope each run and cannot apply the change feed"
-            + origin("change_feed"),
-            "set change_feed: false, or sync_mode: incremental_append_deduped to apply the change feed",
-        )
-    if not settings.change_feed:
-        reasons = {"deletes": "cursor syncs do not see deletes", "on_missing_history": "it is about the feed"}
-        for key, reason in reasons.items():
-            if key in written:
-                problems.add(
-                    where,
-                    key,
-                    f"only applies with change_feed: true ({reason})",
-                    f"set change_feed: true, or remove {key}",
-                )
     if "lookback" in written and settings.lookback and settings.partitions is None:
         problems.add(
             where,

@@ -8,12 +8,17 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from zenskar_pipeline.config.errors import ConfigError, Problem, suggest
 from zenskar_pipeline.config.models import PipelineConfig, ResolvedStream, StreamConfig, TableName
+from zenskar_pipeline.config.rules import ModeRules
 
 DISCOVER = "`zenskar-pipeline discover`"
 
 
 def resolve_streams(
-    config: PipelineConfig, available_tables: Iterable[str], *, allow_missing_cursor: bool = False
+    config: PipelineConfig,
+    available_tables: Iterable[str],
+    *,
+    rules: ModeRules,
+    allow_missing_cursor: bool = False,
 ) -> list[ResolvedStream]:
     """One `ResolvedStream` per selected table, in file order (a pattern's tables sorted by name).
 
@@ -30,7 +35,7 @@ def resolve_streams(
     for entry in config.streams:
         where = f"stream {entry.table}"
         if not allow_missing_cursor:
-            problems += _missing_cursor(where, entry)
+            problems += rules.cursor_problems(where, entry.settings) + _missing_partition_field(where, entry)
         if not entry.is_pattern:
             resolved.append(_resolve(config, TableName.parse(entry.table), entry))
             continue
@@ -122,33 +127,18 @@ def _resolve(config: PipelineConfig, table: TableName, entry: StreamConfig) -> R
     )
 
 
-def _missing_cursor(where: str, entry: StreamConfig) -> list[Problem]:
+def _missing_partition_field(where: str, entry: StreamConfig) -> list[Problem]:
     settings = entry.settings
-    problems = []
-    if settings.sync_mode.is_incremental and not settings.change_feed and settings.cursor_field is None:
-        problems.append(
-            Problem(
-                where,
-                "cursor_field",
-                f"missing; sync_mode {settings.sync_mode.value} without change_feed reads rows by a cursor",
-                f"set cursor_field to a column that grows with every change ({DISCOVER} suggests one), "
-                "or set change_feed: true",
-            )
+    if settings.partitions is None or settings.partitions.field is not None or settings.cursor_field:
+        return []
+    return [
+        Problem(
+            where,
+            "partitions.field",
+            "missing, and there is no cursor_field to default to",
+            "set partitions.field to the DATE or TIMESTAMP column that places a row in its window",
         )
-    if (
-        settings.partitions is not None
-        and settings.partitions.field is None
-        and settings.cursor_field is None
-    ):
-        problems.append(
-            Problem(
-                where,
-                "partitions.field",
-                "missing, and there is no cursor_field to default to",
-                "set partitions.field to the DATE or TIMESTAMP column that places a row in its window",
-            )
-        )
-    return problems
+    ]
 
 
 def _collisions(streams: Sequence[ResolvedStream]) -> list[Problem]:

@@ -224,14 +224,28 @@ def namespace(value: object) -> Namespace:
     return Namespace(NamespaceKind.CUSTOM, value)
 
 
+def url_scheme(uri: str) -> str | None:
+    """`s3` for `s3://bucket/copies`; None for a plain path."""
+    return uri.split("://", 1)[0].lower() if "://" in uri else None
+
+
+def local_path(uri: str) -> Path | None:
+    """The folder a destination uri names on this machine (plain paths and `file://` urls); None for an
+    object store."""
+    scheme = url_scheme(uri)
+    if scheme is None:
+        return Path(uri)
+    return Path(uri.split("://", 1)[1]) if scheme == "file" else None
+
+
 def destination_uri(value: object, base_dir: Path) -> str:
     """A url kept as written, or a local folder made absolute against `base_dir`."""
     if not isinstance(value, str) or not value.strip():
         raise Invalid(
             f"{value!r} is not a destination", "write a local folder or an s3://, abfss:// or gs:// url"
         )
-    if "://" in value:
-        scheme = value.split("://", 1)[0].lower()
+    scheme = url_scheme(value)
+    if scheme is not None:
         if scheme not in URL_SCHEMES:
             raise Invalid(
                 f"{scheme}:// is not a storage delta-rs writes to", choose_from(scheme, URL_SCHEMES)

@@ -27,6 +27,7 @@ from databricks.sql.exc import RequestError
 from pydantic import Field
 
 from zenskar_pipeline.databricks.sql_text import ParameterValue, native_parameters
+from zenskar_pipeline.databricks.statements import Statement
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,7 @@ class DatabricksSession:
 
     def query_batches(
         self,
-        statement: str,
+        statement: str | Statement,
         parameters: Mapping[str, ParameterValue] | None = None,
         *,
         batch_rows: int = DEFAULT_BATCH_ROWS,
@@ -260,7 +261,7 @@ class DatabricksSession:
 
     def query_reader(
         self,
-        statement: str,
+        statement: str | Statement,
         parameters: Mapping[str, ParameterValue] | None = None,
         *,
         batch_rows: int = DEFAULT_BATCH_ROWS,
@@ -274,12 +275,14 @@ class DatabricksSession:
             first.schema, _read_ahead(_stream(cursor, first, batch_rows))
         )
 
-    def query_table(self, statement: str, parameters: Mapping[str, ParameterValue] | None = None) -> pa.Table:
+    def query_table(
+        self, statement: str | Statement, parameters: Mapping[str, ParameterValue] | None = None
+    ) -> pa.Table:
         """A small result as one Arrow table (metadata, aggregates); large reads use `query_batches`."""
         return self.query_reader(statement, parameters).read_all()
 
     def query_one(
-        self, statement: str, parameters: Mapping[str, ParameterValue] | None = None
+        self, statement: str | Statement, parameters: Mapping[str, ParameterValue] | None = None
     ) -> dict[str, Any] | None:
         """The only row of a result as a dict, None when there is none; more than one row is an error."""
         rows = self.query_table(statement, parameters).to_pylist()
@@ -292,8 +295,11 @@ class DatabricksSession:
         self._connection.close()
 
     def _execute(
-        self, statement: str, parameters: Mapping[str, ParameterValue] | None, batch_rows: int
+        self, statement: str | Statement, parameters: Mapping[str, ParameterValue] | None, batch_rows: int
     ) -> tuple[Any, pa.Table]:
+        if isinstance(statement, Statement):  # a built statement carries its own values
+            parameters = {**statement.parameters, **(parameters or {})}
+            statement = statement.sql
         # arraysize bounds what the connector asks per page, so it buffers one batch, not the result.
         cursor = self._connection.cursor(arraysize=batch_rows)
         try:

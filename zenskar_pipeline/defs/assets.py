@@ -18,9 +18,8 @@ from zenskar_pipeline.databricks import DatabricksResource
 from zenskar_pipeline.databricks.discovery import DiscoveredTable
 from zenskar_pipeline.defs import checks
 from zenskar_pipeline.defs.translator import STREAM_TAG, StreamTranslator
-from zenskar_pipeline.destinations import DeltaDestination
-from zenskar_pipeline.sync import PartitionReport, Scope, run_sync
-from zenskar_pipeline.sync.verify import verify
+from zenskar_pipeline.destinations import DestinationResource
+from zenskar_pipeline.sync import PartitionReport, Scope, check_sync, run_sync
 
 WAREHOUSE_POOL = "databricks_warehouse"
 BACKFILL_TAG = "dagster/backfill"
@@ -62,7 +61,7 @@ def partitions_def(spec: PartitionSpec | None) -> dg.TimeWindowPartitionsDefinit
 def stream_asset(
     stream: ResolvedStream, table: DiscoveredTable, translator: StreamTranslator
 ) -> dg.AssetsDefinition:
-    """The copy of one stream as an asset; its step needs the `databricks` resource."""
+    """The copy of one stream as an asset; its step needs the `databricks` and `destination` resources."""
     spec = translator.copy_spec(stream, table).replace_attributes(skippable=True)
     key = spec.key
     specs = checks.check_specs(stream, key)
@@ -77,21 +76,23 @@ def stream_asset(
         pool=WAREHOUSE_POOL,
         op_tags={STREAM_TAG: stream.name},
     )
-    def sync_stream(context: dg.AssetExecutionContext, databricks: DatabricksResource) -> Iterator[Any]:
+    def sync_stream(
+        context: dg.AssetExecutionContext, databricks: DatabricksResource, destination: DestinationResource
+    ) -> Iterator[Any]:
         partitioned = stream.settings.partitions is not None
         scope = Scope.partitions(context.partition_keys) if partitioned else Scope.whole_table()
-        destination = DeltaDestination.for_stream(stream)
+        copy = destination.for_stream(stream)
         try:
             with databricks.session() as session:
-                reports = run_sync(session, stream, table, destination, scope, rebuild=is_rebuild(context))
-                verification = verify(session, stream, table, destination, reports)
+                reports = run_sync(session, stream, table, copy, scope, rebuild=is_rebuild(context))
+                outcomes = check_sync(session, stream, table, copy, reports)
         except TRANSIENT_ERRORS:
             raise  # the retry policy takes these
         except Exception as error:
             # Bad settings or partition keys, a breaking source change, an unwritable destination: retrying
             # cannot help, so the run fails at once with the reason.
             raise dg.Failure(f"{stream.name}: {error}", allow_retries=False) from error
-        landed = destination.row_counts([r.partition for r in reports if r.partition is not None] or None)
+        landed = copy.row_counts([r.partition for r in reports if r.partition is not None] or None)
         for report in reports:
             if report.note:
                 context.log.warning(f"{stream.name}: {report.note}")
@@ -100,7 +101,7 @@ def stream_asset(
                 partition=report.partition,
                 metadata=report_metadata(report, stream, landed.get(report.partition, 0)),
             )
-        yield from checks.check_results(key, specs, reports, verification)
+        yield from checks.check_results(key, outcomes)
 
     return sync_stream
 
@@ -131,8 +132,8 @@ def report_metadata(report: PartitionReport, stream: ResolvedStream, copy_rows: 
         "seconds": round(report.seconds, 3),
         "rows_per_second": round(rate, 1),
     }
-    if stream.settings.change_feed:
-        metadata["synced_through_version"] = _cursor(report.cursor_after)
+    if report.synced_through is not None:
+        metadata["synced_through_version"] = report.synced_through
     if report.note:
         metadata["note"] = report.note
     return metadata

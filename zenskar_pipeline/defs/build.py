@@ -12,7 +12,8 @@ from zenskar_pipeline.defs.jobs import stream_job_name
 from zenskar_pipeline.defs.schedules import stream_schedules
 from zenskar_pipeline.defs.sensor import delta_version_sensor
 from zenskar_pipeline.defs.translator import StreamTranslator
-from zenskar_pipeline.state import validate_streams
+from zenskar_pipeline.destinations import DeltaDestinationResource, DestinationResource
+from zenskar_pipeline.streams import validate_streams
 from zenskar_pipeline.sync.watch import Watched
 
 
@@ -22,6 +23,7 @@ def build_definitions(
     translator: StreamTranslator | None = None,
     *,
     databricks: DatabricksResource | None = None,
+    destination: DestinationResource | None = None,
 ) -> dg.Definitions:
     """Per stream: the source table as an external asset and its copy as an asset. One job per partitions
     definition runs any of its copies (runs select one copy and carry the tag `zenskar/stream`, which
@@ -32,7 +34,8 @@ def build_definitions(
     with 500 streams that alone took 30 s of every code location load.
 
     `ConfigError` when the streams file does not fit the discovered tables. `databricks` defaults to
-    `DatabricksResource.from_env()`, which only names variables: nothing connects until a step runs.
+    `DatabricksResource.from_env()`, which only names variables: nothing connects until a step runs;
+    `destination` to `DeltaDestinationResource.from_env()` (object-store credentials from the environment).
     """
     translator = translator or StreamTranslator()
     streams = validate_streams(config, state)
@@ -60,5 +63,8 @@ def build_definitions(
         jobs=jobs,
         sensors=[delta_version_sensor(watched, jobs, translator)] if watched else [],
         schedules=stream_schedules(streams, translator),
-        resources={"databricks": databricks or DatabricksResource.from_env()},
+        resources={
+            "databricks": databricks or DatabricksResource.from_env(),
+            "destination": destination or DeltaDestinationResource.from_env(),
+        },
     )

@@ -15,6 +15,8 @@ from zenskar_pipeline.databricks import DatabricksResource
 from zenskar_pipeline.defs.jobs import stream_job_name
 from zenskar_pipeline.defs.requests import range_label, stream_run_request
 from zenskar_pipeline.defs.translator import STREAM_TAG, StreamTranslator
+from zenskar_pipeline.destinations import DestinationResource
+from zenskar_pipeline.sync.modes import strategy_for
 from zenskar_pipeline.sync.watch import DEFAULT_WORKERS, NewVersion, Watched, watch
 
 SENSOR_NAME = "delta_version_sensor"
@@ -50,10 +52,10 @@ def delta_version_sensor(
         "data version.",
     )
     def delta_version_sensor(
-        context: dg.SensorEvaluationContext, databricks: DatabricksResource
+        context: dg.SensorEvaluationContext, databricks: DatabricksResource, destination: DestinationResource
     ) -> dg.SensorResult:
         seen = read_cursor(context.cursor)
-        found = watch(databricks.session, watched, seen, workers=workers)
+        found = watch(databricks.session, destination, watched, seen, workers=workers)
         if found.unreachable is not None:
             # No session at all (host, token, warehouse): a failed tick shows in the UI; the cursor stays.
             raise RuntimeError(f"cannot reach the Databricks warehouse: {found.unreachable}")
@@ -103,10 +105,10 @@ def run_requests(new: NewVersion, translator: StreamTranslator) -> list[dg.RunRe
 
 def catches_up(stream: ResolvedStream) -> bool:
     """Whether any run of the stream, whatever its partitions, lands every change up to the version it
-    reads: change-feed streams (all changes since the synced-through version) and unpartitioned ones (the
-    whole table). For those a run not started yet covers a newer version too, so none is added behind it
-    and a busy table does not pile up runs."""
-    return stream.settings.change_feed or stream.settings.partitions is None
+    reads: unpartitioned streams (the whole table), and streams whose mode says so (a change feed lands
+    every change since the synced-through version). For those a run not started yet covers a newer version
+    too, so none is added behind it and a busy table does not pile up runs."""
+    return stream.settings.partitions is None or strategy_for(stream.settings).catches_up
 
 
 def _waiting(instance: dg.DagsterInstance, stream_name: str) -> bool:

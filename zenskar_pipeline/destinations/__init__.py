@@ -1,16 +1,20 @@
-"""Where rows land: one Delta table per stream (local folder or object store).
+"""Where rows land: the `Destination` interface (`base.py`) and its Delta implementation, one Delta table per
+stream (local folder or object store), handed out by the `destination` Dagster resource.
 
-`DeltaDestination` writes Arrow batches in the three sync modes; `landing` names the system columns every
-landed row carries; `schema_drift` decides which source column changes a copy can follow.
+`landing` names the system columns every landed row carries; `schema_drift` decides which source column
+changes a copy can follow.
 """
 
-from zenskar_pipeline.destinations.delta import (
+from zenskar_pipeline.destinations.base import (
     AppTransaction,
-    DeltaDestination,
+    ChangeAction,
+    Destination,
     DestinationNotWritableError,
+    DestinationResource,
     Rows,
     WriteResult,
 )
+from zenskar_pipeline.destinations.delta import DeltaDestination
 from zenskar_pipeline.destinations.landing import (
     CONTENT_HASH,
     PARTITION,
@@ -18,6 +22,7 @@ from zenskar_pipeline.destinations.landing import (
     SOURCE_VERSION,
     SYNCED_AT,
 )
+from zenskar_pipeline.destinations.resource import DeltaDestinationResource
 from zenskar_pipeline.destinations.schema_drift import SchemaDriftError
 
 __all__ = [
@@ -27,8 +32,12 @@ __all__ = [
     "SOURCE_VERSION",
     "SYNCED_AT",
     "AppTransaction",
+    "ChangeAction",
     "DeltaDestination",
+    "DeltaDestinationResource",
+    "Destination",
     "DestinationNotWritableError",
+    "DestinationResource",
     "Rows",
     "SchemaDriftError",
     "WriteResult",

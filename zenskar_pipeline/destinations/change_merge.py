@@ -1,32 +1,31 @@
 """Applying a change feed to a deduped copy: one merge on the primary key that inserts, replaces and deletes
 (or marks deleted) in commit-version order, committed with the synced-through version.
 
-Each incoming row carries an action: `upsert` (an insert or update post-image inside the windows), `delete`
-(the source deleted the key) or `remove` (the key's row moved out of every partition window, so the copy
-must not keep it anywhere). Per key only the last change counts: the greatest commit version, and within
-one commit an upsert over a delete (an overwrite commit deletes and re-inserts the same key).
+Each incoming row carries a `ChangeAction`: `upsert` (an insert or update post-image inside the windows),
+`delete` (the source deleted the key) or `remove` (the key's row moved out of every partition window, so
+the copy must not keep it anywhere). Per key only the last change counts: the greatest commit version, and
+within one commit an upsert over a delete (an overwrite commit deletes and re-inserts the same key).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, Field
 
 from zenskar_pipeline.destinations import conditions, landing
-from zenskar_pipeline.destinations.delta import (
-    AppTransaction,
-    DeltaDestination,
-    WriteResult,
-    commit_properties,
-)
+from zenskar_pipeline.destinations.base import AppTransaction, ChangeAction, WriteResult
+from zenskar_pipeline.destinations.commits import commit_properties
 from zenskar_pipeline.destinations.landing import CONTENT_HASH, DELETED, PARTITION, SOURCE_VERSION, SYNCED_AT
 
-ACTION = "__zenskar_action"  # what a change does to the copy; never landed
-UPSERT, DELETE, REMOVE = "upsert", "delete", "remove"
+if TYPE_CHECKING:
+    from zenskar_pipeline.destinations.delta import DeltaDestination
+
+ACTION = "__zenskar_action"  # the change's action while it is merged; never landed
+UPSERT, DELETE, REMOVE = ChangeAction.UPSERT.value, ChangeAction.DELETE.value, ChangeAction.REMOVE.value
 _RANK = "__zenskar_rank"  # within one commit, an upsert wins over a delete of the same key
 
 _NOTHING = {"num_target_rows_inserted": 0, "num_target_rows_updated": 0, "num_target_rows_deleted": 0}
@@ -34,23 +33,22 @@ _NOTHING = {"num_target_rows_inserted": 0, "num_target_rows_updated": 0, "num_ta
 
 def apply_deduped_changes(
     destination: DeltaDestination,
-    changes: pa.Table,
+    rows: pa.Table,
+    actions: pa.Array,
     primary_key: Sequence[str],
     *,
     soft_deletes: bool,
     app_transaction: AppTransaction,
     partitions: Sequence[str] | None = None,
 ) -> WriteResult:
-    """Apply `changes` (source columns, `_zenskar_partition` when partitioned, `_zenskar_source_version`
-    per row, and `ACTION`) to the copy in one commit carrying `app_transaction`. Nothing is done when the
-    copy already records that version or a later one (a racing run got there first).
+    """Apply `rows` (source columns, `_zenskar_partition` when partitioned, `_zenskar_source_version` per
+    row), each with its action in `actions`, to the copy in one commit carrying `app_transaction`. Nothing
+    is done when the copy already records that version or a later one (a racing run got there first).
 
     `partitions`: the only partitions of the copy that can hold rows of the changed keys (those the
     changes' rows were in before and after), so that the merge reads and rewrites only those; None: all."""
     if not primary_key:
         raise ValueError(f"{destination.table_uri}: applying a change feed needs a primary key")
-    actions = changes.column(ACTION)
-    rows = changes.drop_columns([ACTION])
     if soft_deletes:
         rows = landing.set_column(rows, DELETED, landing.constant(False, pa.bool_(), rows.num_rows))
     prepared = destination.prepare_rows(rows, None, CONTENT_HASH)

@@ -1,8 +1,8 @@
 """The Delta destination: one Delta table per stream (local folder or object store), written in single
-commits by the three sync modes, physically partitioned by `_zenskar_partition` when the stream is.
+commits by the sync modes, physically partitioned by `_zenskar_partition` when the stream is.
 
-The sync engine hands Arrow batches in; `landing.py` says which system columns they gain and how rows are
-told apart, `schema_drift.py` how their columns meet the copy's.
+The sync hands Arrow batches in; `landing.py` says which system columns they gain and how rows are told
+apart, `schema_drift.py` how their columns meet the copy's, `change_merge.py` how a change feed is applied.
 """
 
 from __future__ import annotations
@@ -10,22 +10,31 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, Field, Transaction, WriterProperties, write_deltalake
+from deltalake import DeltaTable, Field, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.schema import PrimitiveType
 
 from zenskar_pipeline.config.models import ResolvedStream
-from zenskar_pipeline.destinations import conditions, landing
+from zenskar_pipeline.config.values import local_path
+from zenskar_pipeline.destinations import change_merge, conditions, landing
+from zenskar_pipeline.destinations.base import (
+    AppTransaction,
+    Destination,
+    DestinationNotWritableError,
+    Rows,
+    WriteResult,
+)
+from zenskar_pipeline.destinations.commits import commit_properties
 from zenskar_pipeline.destinations.landing import (
     CONTENT_HASH,
     DELETED,
@@ -38,38 +47,13 @@ from zenskar_pipeline.destinations.schema_drift import SchemaPlan, conform, plan
 
 log = logging.getLogger(__name__)
 
-Rows: TypeAlias = pa.RecordBatchReader | pa.Table  # a reader streams; a table is read as is
 _POSITION = "__zenskar_position"  # a row's place in a write while it is compared with the copy
 _RANK_HASH = "__zenskar_rank_hash"  # the content hash while ranking an append batch; never landed
-COMMIT_ATTEMPTS = 6
+COMMIT_ATTEMPTS = 6  # a lost race is retried this many times in all, with a growing random pause
 # A streamed write holds a file's bytes and a row group's rows until it flushes them: bounded, so that a
 # full refresh of 5M rows needs about the memory of one of 1M.
 TARGET_FILE_BYTES = 48 * 2**20
-STREAMING_WRITER = WriterProperties(
-    max_row_group_size=256 * 1024
-)  # a lost race is retried this many times in all, with a growing random pause
-
-
-class DestinationNotWritableError(OSError):
-    """The copy's location cannot be written; raised before the sync reads anything."""
-
-
-@dataclass(frozen=True)
-class AppTransaction:
-    """A per-application version committed with the data (e.g. the change feed's synced-through version)."""
-
-    app_id: str
-    version: int
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    """What one write did. `version` None: nothing was committed."""
-
-    rows_written: int  # rows inserted or rewritten with new content
-    rows_deleted: int  # rows a replace removed from its scope (a deduped row that moved is not deleted)
-    version: int | None
-    rows_by_partition: Mapping[str | None, int] | None = None  # rows written per partition, when known
+STREAMING_WRITER = WriterProperties(max_row_group_size=256 * 1024)
 
 
 @dataclass(frozen=True)
@@ -80,7 +64,7 @@ class Prepared:
     plan: SchemaPlan
 
 
-class DeltaDestination:
+class DeltaDestination(Destination):
     """The Delta copy of one stream at `table_uri`; `storage_options` go to delta-rs as they are."""
 
     def __init__(
@@ -100,12 +84,16 @@ class DeltaDestination:
     def __repr__(self) -> str:  # never the storage options: they may hold secrets
         return f"DeltaDestination({self.table_uri!r}, partitioned={self.partitioned})"
 
+    @property
+    def uri(self) -> str:
+        return self.table_uri
+
     def check_writable(self) -> None:
         """Fail before anything is read when a local copy cannot be written: its folder is a file, or a
         folder on its way cannot be created or written. Object stores are left to their first write."""
-        if "://" in self.table_uri and not self.table_uri.startswith("file://"):
+        path = local_path(self.table_uri)
+        if path is None:
             return
-        path = Path(self.table_uri.removeprefix("file://"))
         existing = path
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
@@ -125,6 +113,18 @@ class DeltaDestination:
                 f"cannot write the copy at {path}: {problem}; make it a writable folder, or point "
                 "destination.uri (or ZENSKAR_PIPELINE_DESTINATION) at one"
             )
+
+    def reset(self) -> bool:
+        """Delete a local copy's folder. Object stores are not supported yet (`NotImplementedError`)."""
+        path = local_path(self.table_uri)
+        if path is None:
+            raise NotImplementedError(
+                f"reset of an object-store copy ({self.table_uri}) is not supported yet"
+            )
+        if not path.exists():
+            return False
+        shutil.rmtree(path)
+        return True
 
     # --- reading the copy -------------------------------------------------------------------------------
 
@@ -202,6 +202,40 @@ class DeltaDestination:
         ):
             marks[key] = mark
         return marks
+
+    def holds_version(self, partitions: Sequence[str] | None, version: int) -> bool:
+        """See `Destination.holds_version` (an empty partition proves nothing, so it is read again)."""
+        if not self.exists():
+            return False
+        scope = None if partitions is None else pc.field(PARTITION).isin(list(partitions))
+        columns = [SOURCE_VERSION] + ([] if partitions is None else [PARTITION])
+        landed = self._table().to_pyarrow_dataset().to_table(columns=columns, filter=scope)
+        if landed.num_rows == 0 or pc.any(pc.not_equal(landed.column(SOURCE_VERSION), version)).as_py():
+            return False
+        return partitions is None or set(landed.column(PARTITION).to_pylist()) == set(partitions)
+
+    def rows_with_keys(self, key: Sequence[str], keys: pa.Table, columns: Sequence[str]) -> pa.Table:
+        """See `Destination.rows_with_keys`: one semi-join of the copy with `keys` in DuckDB."""
+        if not self.exists() or keys.num_rows == 0:
+            schema = self.schema()
+            if schema is None:
+                return pa.table(
+                    {
+                        name: pa.array([], keys.schema.field(name).type)
+                        for name in columns
+                        if name in keys.schema.names
+                    }
+                )
+            return schema.empty_table().select(list(columns))
+        dataset = self._table().to_pyarrow_dataset()
+        same = " AND ".join(f"c.{_sql_name(n)} IS NOT DISTINCT FROM k.{_sql_name(n)}" for n in key)
+        wanted = ", ".join(f"c.{_sql_name(n)}" for n in columns)
+        with duckdb.connect() as con:
+            con.register("keys", keys.select(list(key)))
+            con.register("copy", dataset)
+            return con.sql(
+                f"SELECT {wanted} FROM copy c WHERE EXISTS (SELECT 1 FROM keys k WHERE {same})"
+            ).to_arrow_table()
 
     # --- writing ----------------------------------------------------------------------------------------
 
@@ -379,9 +413,70 @@ class DeltaDestination:
                 .execute()
             )
 
-        return self.commit_merge(
+        result = self.commit_merge(
             rows, prepared.plan, merge, by_partition=False, app_transaction=app_transaction
         )
+        return self._with_stamped_counts(result, rows)
+
+    def apply_changes(
+        self,
+        rows: pa.Table,
+        actions: pa.Array,
+        primary_key: Sequence[str],
+        *,
+        soft_deletes: bool,
+        app_transaction: AppTransaction,
+        partitions: Sequence[str] | None = None,
+    ) -> WriteResult:
+        """See `Destination.apply_changes`; the merge is `change_merge.apply_deduped_changes`."""
+        return change_merge.apply_deduped_changes(
+            self,
+            rows,
+            actions,
+            primary_key,
+            soft_deletes=soft_deletes,
+            app_transaction=app_transaction,
+            partitions=partitions,
+        )
+
+    def upsert(
+        self,
+        rows: pa.Table,
+        on: Sequence[str],
+        *,
+        compare: Sequence[str],
+        source_version: int | None = None,
+        partitions: Sequence[str] | None = None,
+    ) -> WriteResult:
+        """See `Destination.upsert`: one merge on `on`, updating a matched row when a `compare` column
+        differs, inserting the others; rows that match a row of the copy exactly are dropped first."""
+        if not on:
+            raise ValueError(f"{self.table_uri}: an upsert needs columns to match on")
+        prepared = self.prepare_rows(rows, source_version, None, system_columns_given=True)
+        rows = self._drop_landed(prepared.rows, [*on, *compare])
+        matched = conditions.same_key(on)
+        if partitions:
+            matched += " AND t." + conditions.in_list(PARTITION, partitions)
+        changed = " OR ".join(
+            f"(s.{conditions.quote(c)} IS DISTINCT FROM t.{conditions.quote(c)})" for c in compare
+        )
+
+        def merge(table: DeltaTable) -> dict[str, Any]:
+            return (
+                table.merge(
+                    rows,
+                    matched,
+                    source_alias="s",
+                    target_alias="t",
+                    merge_schema=bool(prepared.plan.added),
+                )
+                .when_matched_update_all(f"({changed})")
+                .when_not_matched_insert_all()
+                .execute()
+            )
+
+        result = self.commit_merge(rows, prepared.plan, merge, by_partition=False)
+        return self._with_stamped_counts(result, rows)
 
     # --- the steps --------------------------------------------------------------------------------------
 
@@ -395,11 +490,13 @@ class DeltaDestination:
         landing_column: str | None,
         *,
         row_ids_per_version: bool = False,
+        system_columns_given: bool = False,
     ) -> Prepared:
         """The whole write in memory (ranking and row ids need all of it), with system columns, in the
-        copy's schema (checked for drift; widened first when the source widened a column)."""
+        copy's schema (checked for drift; widened first when the source widened a column).
+        `system_columns_given`: the rows carry the content hash or row id themselves (an upsert)."""
         rows = batches.read_all() if isinstance(batches, pa.RecordBatchReader) else batches
-        self._check_partition_column(rows.schema)
+        self._check_partition_column(rows.schema, system_columns_given=system_columns_given)
         if source_version is None and SOURCE_VERSION not in rows.column_names:
             raise ValueError(f"{self.table_uri}: give source_version or a {SOURCE_VERSION} column")
         if source_version is not None:
@@ -511,6 +608,26 @@ class DeltaDestination:
         )
         return self._table().version()
 
+    def _with_stamped_counts(self, result: WriteResult, rows: pa.Table) -> WriteResult:
+        """`result` with the rows it wrote per partition. A merge that updates rewrites whole files, so its
+        metrics cannot tell partitions apart: the rows it wrote are those stamped with this write's
+        `_zenskar_synced_at`, in the partitions its rows belong to."""
+        if result.version is None or not self.partitioned:
+            return (
+                result
+                if result.version is None
+                else WriteResult(
+                    result.rows_written, result.rows_deleted, result.version, {None: result.rows_written}
+                )
+            )
+        stamp = rows.column(SYNCED_AT)[0]
+        where = pc.field(PARTITION).isin(pc.unique(rows.column(PARTITION)).to_pylist()) & (
+            pc.field(SYNCED_AT) == stamp
+        )
+        stamped = self._table(result.version).to_pyarrow_dataset().to_table(columns=[PARTITION], filter=where)
+        counts = landing.count_values(stamped.column(PARTITION)) if stamped.num_rows else {}
+        return WriteResult(result.rows_written, result.rows_deleted, result.version, counts)
+
     def _drop_landed(self, rows: pa.Table, columns: Sequence[str]) -> pa.Table:
         """`rows` without those whose `columns` (NULL equal to NULL) a row of the copy already holds. The
         merge leaves such rows alone anyway; finding them first in one scan of those columns lets a write
@@ -560,7 +677,7 @@ class DeltaDestination:
             parts.append(f"({conditions.quote(DELETED)} IS NULL OR {conditions.quote(DELETED)} = false)")
         return " AND ".join(parts) or None
 
-    def _check_partition_column(self, schema: pa.Schema) -> None:
+    def _check_partition_column(self, schema: pa.Schema, *, system_columns_given: bool = False) -> None:
         has = PARTITION in schema.names
         if has != self.partitioned:
             state = "partitioned" if self.partitioned else "unpartitioned"
@@ -568,7 +685,9 @@ class DeltaDestination:
                 f"{self.table_uri} is {state}; its batches must {'' if self.partitioned else 'not '}"
                 f"carry {PARTITION}"
             )
-        stray = sorted(set(schema.names) & {SYNCED_AT, CONTENT_HASH, ROW_ID})
+        stray = sorted(
+            set(schema.names) & ({SYNCED_AT} if system_columns_given else {SYNCED_AT, CONTENT_HASH, ROW_ID})
+        )
         if stray:
             raise ValueError(f"{self.table_uri}: the writer sets {', '.join(stray)}; batches must not")
 
@@ -613,12 +732,6 @@ class DeltaDestination:
 
 def _sql_name(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def commit_properties(app_transaction: AppTransaction | None) -> CommitProperties | None:
-    if app_transaction is None:
-        return None
-    return CommitProperties(app_transactions=[Transaction(app_transaction.app_id, app_transaction.version)])
 
 
 def _first_rows(reader: pa.RecordBatchReader) -> list[pa.RecordBatch] | None:

@@ -1,10 +1,12 @@
-"""The sync engine: a plan per (stream, scope), one read of the source at one Delta version, one write.
+"""The sync engine: each stream's sync mode (`sync.modes`) reads the source at one Delta version and lands
+what is new in one commit, and reports per partition.
 
-`run_sync` is the entry point; `reader.read_statement` is the one place the incremental range is spelled out.
+`run_sync` is the entry point, `check_sync` answers the checks the mode promises; `databricks.statements`
+spells every statement a sync sends.
 """
 
-from zenskar_pipeline.sync.change_feed import ChangeFeedHistoryError, app_id
-from zenskar_pipeline.sync.engine import run_sync
+from zenskar_pipeline.sync.engine import check_sync, run_sync
+from zenskar_pipeline.sync.feed import ChangeFeedHistoryError, app_id
 from zenskar_pipeline.sync.plan import PartitionCalendar, Scope, SyncPlan, Window
 from zenskar_pipeline.sync.report import PartitionReport
 
@@ -16,5 +18,6 @@ __all__ = [
     "SyncPlan",
     "Window",
     "app_id",
+    "check_sync",
     "run_sync",
 ]

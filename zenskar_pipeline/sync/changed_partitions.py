@@ -1,5 +1,6 @@
-"""What a new Delta version of a source table asks to sync: the partitions whose rows changed (from the change
-data feed) or that hold rows newer than the copy's high-water mark, as contiguous ranges of Dagster keys.
+"""What a new Delta version of a source table asks to sync, as contiguous ranges of Dagster keys: the pieces
+each sync mode's `requested` is made of (the latest partitions, the windows above the copy's high-water
+mark, the windows the change data feed touched).
 
 Each answer costs at most one grouped statement whose result is a few rows per window (day, hour or minute
 buckets of the partition field), mapped to keys with the same calendar the reader uses.
@@ -16,13 +17,14 @@ from typing import Any
 
 from databricks.sql.exc import ServerOperationError
 
-from zenskar_pipeline.config import ResolvedStream, SyncMode
+from zenskar_pipeline.config import ResolvedStream
+from zenskar_pipeline.databricks import statements
 from zenskar_pipeline.databricks.discovery import DiscoveredTable, TypeFamily
 from zenskar_pipeline.databricks.resource import DatabricksSession
-from zenskar_pipeline.databricks.sql_text import ParameterValue, quote_identifier, quote_table
-from zenskar_pipeline.destinations import DeltaDestination
-from zenskar_pipeline.sync.change_feed import app_id
-from zenskar_pipeline.sync.plan import PartitionCalendar, column_name, lower_cursor_bound, stream_calendar
+from zenskar_pipeline.databricks.sql_text import quote_identifier
+from zenskar_pipeline.destinations import Destination
+from zenskar_pipeline.errors import first_line
+from zenskar_pipeline.sync.plan import PartitionCalendar, lower_cursor_bound
 from zenskar_pipeline.sync.reader import window_keys
 
 log = logging.getLogger(__name__)
@@ -47,103 +49,86 @@ class Requested:
         return not self.whole and not self.ranges
 
 
-def changed_partitions(
-    session: DatabricksSession,
-    stream: ResolvedStream,
-    table: DiscoveredTable,
-    destination: DeltaDestination,
-    since: int | None,
-    version: int,
-    *,
-    now: dt.datetime,
-) -> Requested:
-    """What `version` of the stream's table asks to sync; `since` is the version seen before (None: the
-    table's first sight, or a table that went back in time).
+@dataclass(frozen=True)
+class Look:
+    """A new version of a partitioned stream's table, as the sensor saw it: what a strategy's `requested`
+    works out what to sync from. `since` is the version seen before (None: first sight, or the table went
+    back in time)."""
 
-    - Unpartitioned: the whole table.
-    - Change feed: the windows of every change of `(since, version]`, pre-images too (a row that moved asks
-      for the window it left as well). First sight starts from the copy's synced-through version; a copy
-      never synced, or a feed that cannot be read, asks for the latest partition (the run snapshots, or
-      reports the missing history).
-    - Cursor: the windows holding rows whose cursor is >= the copy's high-water mark minus `cursor_lag`
-      at `version`, plus the latest partition and `lookback` earlier ones; without a copy only the latter
-      (the history is a backfill's job, not a sensor's).
-    - Full refresh: the latest partition and `lookback` earlier ones.
+    session: DatabricksSession
+    stream: ResolvedStream
+    table: DiscoveredTable
+    destination: Destination
+    calendar: PartitionCalendar
+    field: str  # the partition field, as the source spells it
+    since: int | None
+    version: int
 
-    Keys outside the partitions definition are dropped.
-    """
-    settings = stream.settings
-    found = stream_calendar(stream, table, now)
-    if found is None:
-        return Requested(whole=True, reason="unpartitioned: the whole table")
-    field, calendar = found
-    bucket = bucket_expression(quote_identifier(field), calendar.family, calendar)
-    table_sql = quote_table(*table.name.parts)
-    if settings.change_feed:
-        return _from_change_feed(session, stream, destination, calendar, bucket, table_sql, since, version)
-    latest = latest_keys(calendar, settings.lookback + 1)
-    if settings.sync_mode is SyncMode.FULL_REFRESH or settings.cursor_field is None:
-        return Requested(contiguous_ranges(calendar, latest), reason="full refresh: the latest partitions")
-    cursor = column_name(stream, table, settings.cursor_field, "cursor_field")
-    marks = [m for m in destination.high_water_marks(cursor).values() if m is not None]
+    @property
+    def bucket(self) -> str:
+        return bucket_expression(quote_identifier(self.field), self.calendar.family, self.calendar)
+
+
+def latest_partitions(look: Look, reason: str) -> Requested:
+    """The latest partition and `lookback` earlier ones."""
+    keys = latest_keys(look.calendar, look.stream.settings.lookback + 1)
+    return Requested(contiguous_ranges(look.calendar, keys), reason=reason)
+
+
+def above_high_water_mark(look: Look, cursor: str) -> Requested:
+    """The windows holding rows whose cursor is >= the copy's high-water mark minus `cursor_lag` at the new
+    version (one grouped statement), plus the latest partition and `lookback` earlier ones; without a copy
+    only the latter (the history is a backfill's job, not a sensor's)."""
+    settings = look.stream.settings
+    latest = latest_keys(look.calendar, settings.lookback + 1)
+    marks = [m for m in look.destination.high_water_marks(cursor).values() if m is not None]
     if not marks:
-        return Requested(contiguous_ranges(calendar, latest), reason="no copy yet: the latest partitions")
-    mark = lower_cursor_bound(max(marks), settings.cursor_lag, stream.name)
-    statement = (
-        f"SELECT {bucket} AS bucket, count(*) AS n FROM {table_sql} VERSION AS OF {int(version)} "
-        f"WHERE {quote_identifier(cursor)} >= :mark GROUP BY 1"
-    )
-    newer = _bucket_keys(session, calendar, statement, {"mark": mark})
-    reason = f"rows with {cursor} >= {_text(mark)} at version {version}, and the latest partitions"
-    return Requested(contiguous_ranges(calendar, newer | set(latest)), reason=reason)
+        return Requested(
+            contiguous_ranges(look.calendar, latest), reason="no copy yet: the latest partitions"
+        )
+    mark = lower_cursor_bound(max(marks), settings.cursor_lag, look.stream.name)
+    statement = statements.buckets_from_cursor(look.stream.table, look.version, look.bucket, cursor, mark)
+    newer = _bucket_keys(look.session, look.calendar, statement)
+    reason = f"rows with {cursor} >= {_text(mark)} at version {look.version}, and the latest partitions"
+    return Requested(contiguous_ranges(look.calendar, newer | set(latest)), reason=reason)
 
 
-def _from_change_feed(
-    session: DatabricksSession,
-    stream: ResolvedStream,
-    destination: DeltaDestination,
-    calendar: PartitionCalendar,
-    bucket: str,
-    table_sql: str,
-    since: int | None,
-    version: int,
-) -> Requested:
+def in_changes(look: Look, synced_through: int | None) -> Requested:
+    """The windows of every change of `(since, version]`, pre-images too (a row that moved asks for the
+    window it left as well). First sight starts from the copy's synced-through version (`synced_through`);
+    a copy never synced, or a feed that cannot be read, asks for the latest partition (the run snapshots,
+    or reports the missing history)."""
+    calendar, since, version = look.calendar, look.since, look.version
     latest = contiguous_ranges(calendar, latest_keys(calendar, 1))
     if since is None:
-        since = destination.transaction_version(app_id(stream.name))
+        since = synced_through
         if since is None:
             return Requested(latest, reason="change feed, never synced: the first run snapshots the table")
         if since > version:
             return Requested(latest, reason=f"the copy is synced through {since}, after the latest {version}")
     if since >= version:
         return Requested(reason=f"the copy is synced through version {since}")
-    # Names are validated identifiers and versions ints: written as literals, as table_changes takes them.
-    changes = f"table_changes('{table_sql}', {int(since) + 1}, {int(version)})"
-    statement = f"SELECT {bucket} AS bucket, count(*) AS n FROM {changes} GROUP BY 1"
+    statement = statements.buckets_of_changes(look.stream.table, since + 1, version, look.bucket)
     try:
-        changed = _bucket_keys(session, calendar, statement, {})
+        changed = _bucket_keys(look.session, calendar, statement)
     except ServerOperationError as error:
         # Feed off, vacuumed, or history expired: the run decides (on_missing_history) and says why.
         reason = (
-            f"change feed unreadable from version {since + 1} ({_first_line(error)}): the latest partition"
+            f"change feed unreadable from version {since + 1} ({first_line(error)}): the latest partition"
         )
-        log.warning("stream %s: %s", stream.name, reason)
+        log.warning("stream %s: %s", look.stream.name, reason)
         return Requested(latest, reason=reason)
     return Requested(contiguous_ranges(calendar, changed), reason=f"changes {since + 1}..{version}")
 
 
 def bucket_expression(field_sql: str, family: TypeFamily, calendar: PartitionCalendar) -> str:
-    """The partition field grouped as finely as a window boundary can fall: DATE as it is, TIMESTAMP_NTZ by
-    wall-clock hour, TIMESTAMP by UTC hour when the zone's offsets are whole hours, else by minute."""
-    if family is TypeFamily.DATE:
-        return field_sql
-    if family is TypeFamily.TIMESTAMP_NTZ:
-        # Databricks' date_trunc takes and returns TIMESTAMP (an NTZ argument is read in the session's UTC):
-        # cast back, so that the bucket is wall-clock time again, as the calendar compares it.
-        return f"CAST(date_trunc('HOUR', {field_sql}) AS TIMESTAMP_NTZ)"
-    if whole_hour_offsets(calendar):
-        return f"date_trunc('HOUR', {field_sql})"
-    return f"date_trunc('MINUTE', {field_sql})"
+    """The partition field grouped as finely as a window boundary of `calendar` can fall."""
+    return statements.bucket_expression(
+        field_sql,
+        wall_clock=family is TypeFamily.TIMESTAMP_NTZ,
+        whole_hours=family is TypeFamily.TIMESTAMP and whole_hour_offsets(calendar),
+        date=family is TypeFamily.DATE,
+    )
 
 
 def whole_hour_offsets(calendar: PartitionCalendar) -> bool:
@@ -182,19 +167,11 @@ def contiguous_ranges(calendar: PartitionCalendar, keys: Iterable[str]) -> tuple
 
 
 def _bucket_keys(
-    session: DatabricksSession,
-    calendar: PartitionCalendar,
-    statement: str,
-    parameters: dict[str, ParameterValue],
+    session: DatabricksSession, calendar: PartitionCalendar, statement: statements.Statement
 ) -> set[str]:
-    buckets = session.query_table(statement, parameters)
+    buckets = session.query_table(statement)
     return window_keys(calendar, buckets.column("bucket"))
 
 
 def _text(value: Any) -> str:
     return value.isoformat() if isinstance(value, dt.date | dt.datetime) else str(value)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from zenskar_pipeline.config import Granularity, PartitionSpec, ResolvedStream, SyncMode
+from zenskar_pipeline.config import Granularity, PartitionSpec, ResolvedStream, TableName
 from zenskar_pipeline.databricks.discovery import DiscoveredTable, TypeFamily
 from zenskar_pipeline.databricks.sql_text import ParameterValue
 
@@ -146,11 +146,11 @@ class PartitionCalendar:
 
 @dataclass(frozen=True)
 class SyncPlan:
-    """Everything the reader and the engine need for one run: the one place a run's range is decided."""
+    """Everything the reader needs for one read: the table, the version, the windows and their marks."""
 
     stream: str
-    mode: SyncMode
-    table_sql: str  # the quoted source table
+    by_cursor: bool  # reads from each window's mark on, and skips rows whose cursor is NULL
+    table: TableName
     version: int  # the source Delta version every read uses
     columns: tuple[str, ...]  # selected source columns, source spelling
     cursor_field: str | None

@@ -1,14 +1,5 @@
-"""The source side of a sync: the one statement that reads a plan's rows, and what each row read is for.
-
-`read_statement` is the only place the incremental range is spelled out (as dlt's `_make_query`):
-- every read is of one Delta version (`VERSION AS OF`), the one the run's `DESCRIBE HISTORY` returned;
-- per partition window `[start, end)` (half open), the cursor's lower bound is closed: `cursor >= mark - lag`,
-  so rows sharing the boundary value that arrive later are read again, and the writer drops those already
-  landed; there is no upper cursor bound: the version read is the end;
-- a partition without a mark (nothing landed yet) reads its whole window;
-- NULL cursors are read in the same statement only to be counted (`classify` never lands them), and so are
-  rows whose partition field is NULL or outside every window (when the scope holds the first or the latest
-  window), so that "nothing new" still costs one statement.
+"""The source side of a sync: the read a plan asks for (spelled by `databricks.statements`), and what each
+row read is for (`classify`): the partition it is reported under, and whether it lands.
 """
 
 from __future__ import annotations
@@ -19,58 +10,45 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from zenskar_pipeline.config import SyncMode
+from zenskar_pipeline.config import TableName
+from zenskar_pipeline.databricks import statements
 from zenskar_pipeline.databricks.resource import DatabricksSession
-from zenskar_pipeline.databricks.sql_text import ParameterValue, quote_identifier
 from zenskar_pipeline.destinations import PARTITION
 from zenskar_pipeline.sync.plan import PartitionCalendar, SyncPlan
 
 
-def current_version(session: DatabricksSession, table_sql: str) -> int:
-    """The source table's latest Delta version (`DESCRIBE HISTORY` lists newest first)."""
-    row = session.query_one(f"DESCRIBE HISTORY {table_sql} LIMIT 1")
+def current_version(session: DatabricksSession, table: TableName) -> int:
+    """The source table's latest Delta version."""
+    row = session.query_one(statements.latest_version(table))
     if row is None:
-        raise ValueError(f"{table_sql} has no Delta history")
+        raise ValueError(f"{table} has no Delta history")
     return int(row["version"])
 
 
-def read_statement(plan: SyncPlan) -> tuple[str, dict[str, ParameterValue]]:
-    """The plan's read as SQL text and its bound values."""
-    columns = ", ".join(quote_identifier(name) for name in plan.columns)
-    # The version is an int from DESCRIBE HISTORY, written as a literal: Databricks time travel takes a
-    # literal, not a parameter marker.
-    sql = f"SELECT {columns} FROM {plan.table_sql} VERSION AS OF {int(plan.version)}"
-    parameters: dict[str, ParameterValue] = {}
-    incremental = plan.mode.is_incremental
-    cursor = quote_identifier(plan.cursor_field) if plan.cursor_field else ""
-
-    def from_mark(name: str, key: str | None) -> str | None:
-        mark = plan.cursor_from.get(key)
-        if not incremental or mark is None:
-            return None
-        parameters[name] = mark
-        return f"({cursor} >= :{name} OR {cursor} IS NULL)"
-
-    if plan.calendar is None:
-        condition = from_mark("cursor_from", None)
-        return (sql if condition is None else f"{sql} WHERE {condition}"), parameters
-
-    field = quote_identifier(str(plan.partition_field))
+def read_statement(plan: SyncPlan) -> statements.Statement:
+    """The plan's read: its windows with their lower cursor bounds, at the plan's version."""
     calendar = plan.calendar
-    alternatives = []
-    for index, window in enumerate(plan.windows):
-        parameters[f"w{index}_start"] = calendar.bound(window.start)
-        parameters[f"w{index}_end"] = calendar.bound(window.end)
-        parts = [f"{field} >= :w{index}_start", f"{field} < :w{index}_end"]
-        mark = from_mark(f"w{index}_cursor_from", window.key)
-        alternatives.append("(" + " AND ".join(parts if mark is None else [*parts, mark]) + ")")
-    if plan.reads_before_first:
-        parameters["defined_start"] = calendar.bound(calendar.first_start)
-        alternatives.append(f"{field} < :defined_start")
-    if plan.reads_after_last:
-        parameters["defined_end"] = calendar.bound(calendar.end)
-        alternatives.append(f"{field} >= :defined_end OR {field} IS NULL")
-    return f"{sql} WHERE " + " OR ".join(alternatives), parameters
+    by_cursor = plan.by_cursor and plan.cursor_field is not None
+    if calendar is None:
+        mark = plan.cursor_from.get(None) if by_cursor else None
+        where = statements.ReadRange(cursor_field=plan.cursor_field, cursor_from=mark)
+        return statements.read_at_version(plan.table, plan.version, plan.columns, where)
+    windows = [
+        statements.WindowRange(
+            calendar.bound(window.start),
+            calendar.bound(window.end),
+            plan.cursor_from.get(window.key) if by_cursor else None,
+        )
+        for window in plan.windows
+    ]
+    where = statements.ReadRange(
+        partition_field=plan.partition_field,
+        windows=windows,
+        before=calendar.bound(calendar.first_start) if plan.reads_before_first else None,
+        after=calendar.bound(calendar.end) if plan.reads_after_last else None,
+        cursor_field=plan.cursor_field,
+    )
+    return statements.read_at_version(plan.table, plan.version, plan.columns, where)
 
 
 @dataclass(frozen=True)
@@ -97,7 +75,7 @@ def classify(plan: SyncPlan, batch: pa.Table) -> Classified:
         before = _before_first(plan.calendar, batch.column(str(plan.partition_field)))
         attributed = pc.if_else(before, plan.calendar.first_key, plan.calendar.last_key)
         keys = pc.if_else(outside, attributed, keys)
-    if plan.mode is SyncMode.FULL_REFRESH or plan.cursor_field is None:
+    if not plan.by_cursor or plan.cursor_field is None:
         null_cursor = pa.repeat(pa.scalar(False), n)
     else:
         null_cursor = pc.and_(pc.invert(outside), pc.is_null(batch.column(plan.cursor_field)))

@@ -22,3 +22,4 @@ class PartitionReport:
     seconds: float  # the whole run's wall-clock time (a range run is one read and one commit)
     destination_version: int | None  # the commit that landed the rows; None: nothing committed
     note: str | None = None  # what the run did out of the ordinary (a change feed's resnapshot)
+    synced_through: int | None = None  # change feeds: the source version the copy is synced through

@@ -1,6 +1,7 @@
 """One pass over the watched source tables, as the sensor makes it every tick: each table's latest Delta
 version (`DESCRIBE HISTORY ... LIMIT 1`), read by a few workers that each reuse one session from table to
-table, and for every table whose version moved, what the new version asks to sync (`changed_partitions`).
+table, and for every table whose version moved, what the new version asks to sync (the stream's strategy
+decides: `changed_partitions`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from dataclasses import dataclass, field
 from zenskar_pipeline.config import ResolvedStream
 from zenskar_pipeline.databricks.discovery import DiscoveredTable
 from zenskar_pipeline.databricks.resource import DatabricksSession
-from zenskar_pipeline.databricks.sql_text import quote_table
-from zenskar_pipeline.destinations import DeltaDestination
-from zenskar_pipeline.sync.changed_partitions import Requested, changed_partitions
+from zenskar_pipeline.destinations import Destination, DestinationResource
+from zenskar_pipeline.errors import first_line
+from zenskar_pipeline.sync.changed_partitions import Look, Requested
+from zenskar_pipeline.sync.modes import strategy_for
+from zenskar_pipeline.sync.plan import stream_calendar
 from zenskar_pipeline.sync.reader import current_version
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,7 @@ class _Worker:
 
 def watch(
     open_session: OpenSession,
+    destinations: DestinationResource,
     watched: Sequence[Watched],
     seen: Mapping[str, int],
     *,
@@ -98,7 +102,8 @@ def watch(
                         item = pending.get_nowait()
                     except queue.Empty:
                         break
-                    _look(session, item, seen.get(item.name), now, done)  # records its own failures
+                    # records its own failures
+                    _look(session, destinations, item, seen.get(item.name), now, done)
                 done.statements = session.statements_issued
         except Exception as error:
             if done.opened:  # closing failed: what the session read stands
@@ -131,10 +136,15 @@ def watch(
 
 
 def _look(
-    session: DatabricksSession, item: Watched, seen: int | None, now: dt.datetime, done: _Worker
+    session: DatabricksSession,
+    destinations: DestinationResource,
+    item: Watched,
+    seen: int | None,
+    now: dt.datetime,
+    done: _Worker,
 ) -> None:
     try:
-        version = current_version(session, quote_table(*item.table.name.parts))
+        version = current_version(session, item.table.name)
         if version == seen:
             done.versions[item.name] = version
             return
@@ -143,15 +153,32 @@ def _look(
                 "table %s is at version %d, before the %d seen: was it replaced?", item.name, version, seen
             )
         since = seen if seen is not None and seen < version else None
-        destination = DeltaDestination.for_stream(item.stream)
+        destination = destinations.for_stream(item.stream)
         requested = changed_partitions(session, item.stream, item.table, destination, since, version, now=now)
     except Exception as error:
-        done.failed[item.name] = f"{type(error).__name__}: {_first_line(error)}"
+        done.failed[item.name] = f"{type(error).__name__}: {first_line(error, default='')}"
         return
     done.versions[item.name] = version
     done.new[item.name] = NewVersion(item.stream, seen, version, requested)
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else ""
+def changed_partitions(
+    session: DatabricksSession,
+    stream: ResolvedStream,
+    table: DiscoveredTable,
+    destination: Destination,
+    since: int | None,
+    version: int,
+    *,
+    now: dt.datetime,
+) -> Requested:
+    """What `version` of the stream's table asks to sync; `since` is the version seen before (None: the
+    table's first sight, or a table that went back in time). Unpartitioned: the whole table; partitioned:
+    what the stream's sync mode asks for (`SyncStrategy.requested`), keys outside the partitions
+    definition dropped."""
+    found = stream_calendar(stream, table, now)
+    if found is None:
+        return Requested(whole=True, reason="unpartitioned: the whole table")
+    field, calendar = found
+    look = Look(session, stream, table, destination, calendar, field, since, version)
+    return strategy_for(stream.settings).requested(look)

@@ -7,11 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from zenskar_pipeline.config import (
-    ConfigError,
-    PipelineConfig,
-    load_config,
-)
+from zenskar_pipeline.config import ConfigError, PipelineConfig
+from zenskar_pipeline.streams import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 DISCOVERED = [

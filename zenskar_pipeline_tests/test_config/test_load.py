@@ -15,9 +15,8 @@ from zenskar_pipeline.config import (
     NamespaceKind,
     OnMissingHistory,
     SyncMode,
-    load_config,
-    resolve_streams,
 )
+from zenskar_pipeline.streams import load_config, resolve_streams
 from zenskar_pipeline_tests.test_config.streams_files import (
     DISCOVERED,
     REPO,

@@ -12,9 +12,9 @@ from zenskar_pipeline.config import (
     Deletes,
     OnMissingHistory,
     SyncMode,
-    resolve_streams,
     source_problems,
 )
+from zenskar_pipeline.streams import resolve_streams
 from zenskar_pipeline_tests.test_config.streams_files import (
     DISCOVERED,
     load,

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from zenskar_pipeline.config import ResolvedStream, load_config
+from zenskar_pipeline.config import ResolvedStream
 from zenskar_pipeline.defs import STREAM_TAG, WAREHOUSE_POOL, StreamTranslator, build_definitions
 from zenskar_pipeline.state import save_state
+from zenskar_pipeline.streams import load_config
 from zenskar_pipeline_tests.test_defs.conftest import Project, write_streams
 
 REPO = Path(__file__).resolve().parents[2]

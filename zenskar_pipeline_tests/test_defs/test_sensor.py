@@ -261,7 +261,11 @@ def test_an_unreachable_warehouse_fails_the_tick(pipeline: Pipeline, instance: d
         port = unused.getsockname()[1]  # nothing listens here once the socket closes
     nowhere = DatabricksResource(**{**databricks_resource(pipeline.warehouse).model_dump(), "port": port})
     sensor = defs.resolve_sensor_def("delta_version_sensor")
-    context = dg.build_sensor_context(instance=instance, resources={"databricks": nowhere}, definitions=defs)
+    context = dg.build_sensor_context(
+        instance=instance,
+        resources={"databricks": nowhere, "destination": (defs.resources or {})["destination"]},
+        definitions=defs,
+    )
     with pytest.raises(Exception, match="cannot reach the Databricks warehouse"):
         sensor.evaluate_tick(context)
 

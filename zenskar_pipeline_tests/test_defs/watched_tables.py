@@ -13,13 +13,13 @@ import dagster as dg
 import pyarrow as pa
 import yaml
 
-from zenskar_pipeline.config import load_config
 from zenskar_pipeline.databricks.discovery import discover_tables
 from zenskar_pipeline.defs import build_definitions
 from zenskar_pipeline.defs.requests import RANGE_END, RANGE_START
 from zenskar_pipeline.defs.sensor import SENSOR_NAME
 from zenskar_pipeline.local_warehouse import tables
 from zenskar_pipeline.local_warehouse.server import LocalWarehouse
+from zenskar_pipeline.streams import load_config
 from zenskar_pipeline_tests.conftest import databricks_resource
 
 _numbers = itertools.count()
@@ -132,7 +132,7 @@ class Tick:
 def tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None = None) -> Tick:
     """Evaluate the sensor as the daemon does, with the definitions' own `databricks` resource."""
     sensor = defs.resolve_sensor_def(SENSOR_NAME)
-    resources = {"databricks": (defs.resources or {})["databricks"]}
+    resources = {name: (defs.resources or {})[name] for name in ("databricks", "destination")}
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources, definitions=defs)
     data = sensor.evaluate_tick(context)
     return Tick(list(data.run_requests or []), data.cursor, list(data.asset_events))

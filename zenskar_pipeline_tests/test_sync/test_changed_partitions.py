@@ -29,11 +29,11 @@ from zenskar_pipeline.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.sync.changed_partitions import (
     Requested,
     bucket_expression,
-    changed_partitions,
     contiguous_ranges,
     latest_keys,
 )
 from zenskar_pipeline.sync.plan import PartitionCalendar
+from zenskar_pipeline.sync.watch import changed_partitions
 from zenskar_pipeline_tests.test_sync.conftest import full_type, utc
 
 NOW = dt.datetime(2026, 1, 20, 12, tzinfo=dt.UTC)

@@ -1,0 +1,109 @@
+"""The checks a sync mode can promise for its copy, and their evaluation after a run, as plain data (Dagster
+glue in `defs/checks.py` turns them into asset checks). Each strategy says which it carries.
+
+- `no_rows_outside_partition_windows`: rows the run read whose partition field is NULL or outside every
+  window (they are not landed).
+- `row_count_matches_source`: one `COUNT(*)` of the source at a version, in some windows, against the copy's
+  count from its Delta log (soft-deleted rows left out where the copy keeps them).
+- `primary_key_unique`: no key value held by two rows of the copy.
+Every run is checked, also one that found nothing new: Dagster expects each declared check to be answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from zenskar_pipeline.config import TableName
+from zenskar_pipeline.databricks import statements
+from zenskar_pipeline.databricks.resource import DatabricksSession
+from zenskar_pipeline.destinations import Destination
+from zenskar_pipeline.sync.plan import PartitionCalendar, Window
+from zenskar_pipeline.sync.report import PartitionReport
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+OUTSIDE_WINDOWS = CheckSpec(
+    "no_rows_outside_partition_windows",
+    "Source rows the run read whose partition field is NULL or outside every partition window; they are "
+    "not landed, so the copy misses them until the data or partitions.start moves.",
+)
+ROW_COUNT = CheckSpec(
+    "row_count_matches_source",
+    "The copy holds as many rows as the source at the version synced, in the windows the run covered "
+    "(change feed: in every window; soft-deleted rows left out).",
+)
+UNIQUE_KEY = CheckSpec("primary_key_unique", "No primary key value is held by two rows of the copy.")
+
+
+def outside_windows(reports: Sequence[PartitionReport]) -> CheckOutcome:
+    skipped = {report.partition or "": report.skipped_outside_windows for report in reports}
+    total = sum(skipped.values())
+    return CheckOutcome(
+        OUTSIDE_WINDOWS.name,
+        total == 0,
+        {
+            "rows_outside_windows": total,
+            "by_partition": {k: v for k, v in skipped.items() if v},
+            "partitions": [k for k in skipped if k],
+        },
+    )
+
+
+def row_count(
+    session: DatabricksSession,
+    source: TableName,
+    version: int,
+    copy_rows: int,
+    *,
+    partition_field: str | None = None,
+    calendar: PartitionCalendar | None = None,
+    windows: Sequence[Window] | None = None,
+) -> CheckOutcome:
+    """The source's rows at `version` (in `windows`, oldest first, when partitioned; all of them when
+    `windows` is None) against `copy_rows`."""
+    covered = windows if windows is not None or calendar is None else calendar.all_windows()
+    if calendar is None or partition_field is None:
+        source_rows = _count(session, statements.count_at_version(source, version))
+    elif not covered:
+        source_rows = 0
+    else:
+        start, end = calendar.bound(covered[0].start), calendar.bound(covered[-1].end)
+        source_rows = _count(
+            session, statements.count_at_version(source, version, partition_field, start, end)
+        )
+    return CheckOutcome(
+        ROW_COUNT.name,
+        source_rows == copy_rows,
+        {
+            "source_rows": source_rows,
+            "copy_rows": copy_rows,
+            "source_version": version,
+            "partitions": [w.key for w in windows] if windows else "all",
+        },
+    )
+
+
+def unique_key(destination: Destination, key: Sequence[str]) -> CheckOutcome:
+    duplicates = destination.duplicate_keys(key)
+    return CheckOutcome(
+        UNIQUE_KEY.name, duplicates == 0, {"duplicate_keys": duplicates, "primary_key": list(key)}
+    )
+
+
+def _count(session: DatabricksSession, statement: statements.Statement) -> int:
+    row = session.query_one(statement)
+    return int(row["n"]) if row is not None else 0

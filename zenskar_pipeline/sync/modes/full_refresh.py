@@ -1,0 +1,75 @@
+"""`full_refresh`: each run makes the scope (its windows, or the whole table) exactly the source's rows at
+the version read, in one overwrite commit; nothing is committed when the copy already holds that version.
+
+Checks: the source's and the copy's row counts in the run's windows. The sensor asks for the latest
+partition and `lookback` earlier ones. No change-feed variant: a full read replaces what a feed would
+patch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from zenskar_pipeline.config import ResolvedStream, SyncMode
+from zenskar_pipeline.destinations import WriteResult
+from zenskar_pipeline.sync import checks, cursor
+from zenskar_pipeline.sync.changed_partitions import Look, Requested, latest_partitions
+from zenskar_pipeline.sync.checks import CheckOutcome, CheckSpec
+from zenskar_pipeline.sync.modes.base import SyncRun, SyncStrategy
+from zenskar_pipeline.sync.plan import stream_calendar
+from zenskar_pipeline.sync.report import PartitionReport
+
+
+class FullRefresh(SyncStrategy):
+    mode = SyncMode.FULL_REFRESH
+    unused_settings: ClassVar = {
+        "deletes": "cursor syncs do not see deletes",
+        "on_missing_history": "it is about the feed",
+    }
+    refuses_change_feed = (
+        "full_refresh copies the whole scope each run and cannot apply the change feed",
+        "set change_feed: false, or sync_mode: incremental_append_deduped to apply the change feed",
+    )
+
+    def sync(self, run: SyncRun) -> list[PartitionReport]:
+        read = cursor.plan_read(run, self.cursor(run.stream, run.table), by_cursor=False)
+        destination, keys = run.destination, read.partition_keys
+        if destination.holds_version(keys, read.version):
+            return cursor.reports(read, {}, {}, None)  # the copy already holds this version's rows
+        deleted = destination.row_counts(keys) if destination.exists() else {}
+        rows = cursor.landable_rows(run, read)
+        result: WriteResult = destination.replace(rows, keys, source_version=read.version)
+        written = cursor.written_by_partition(result, keys is not None)
+        return cursor.reports(read, written, deleted, result.version)
+
+    def checks(self, stream: ResolvedStream) -> list[CheckSpec]:
+        return [*super().checks(stream), checks.ROW_COUNT]
+
+    def verify(self, run: SyncRun, reports: Sequence[PartitionReport]) -> list[CheckOutcome]:
+        """The row count of the run's windows at the version read."""
+        outcomes = super().verify(run, reports)
+        version = reports[0].source_version
+        found = stream_calendar(run.stream, run.table, run.now)
+        if found is None:
+            copy_rows = sum(run.destination.row_counts(None).values())
+            outcomes.append(checks.row_count(run.session, run.table.name, version, copy_rows))
+            return outcomes
+        field, calendar = found
+        keys = [str(report.partition) for report in reports]
+        copy_rows = sum(run.destination.row_counts(keys).values())
+        outcomes.append(
+            checks.row_count(
+                run.session,
+                run.table.name,
+                version,
+                copy_rows,
+                partition_field=field,
+                calendar=calendar,
+                windows=calendar.windows(keys),
+            )
+        )
+        return outcomes
+
+    def requested(self, look: Look) -> Requested:
+        return latest_partitions(look, "full refresh: the latest partitions")
