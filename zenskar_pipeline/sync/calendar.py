@@ -190,7 +190,9 @@ class PartitionCalendar:
         return True
 
     def latest_keys(self, count: int) -> list[str]:
-        """The latest partition and up to `count - 1` before it, oldest first (none before the first)."""
+        """The latest partition and up to `count - 1` before it, oldest first (none before the first): the
+        last `count` of Dagster's keys. (Not a Dagster key range over the last windows: Dagster caches keys by
+        time window, and windows of a repeated hour compare equal, so a range can lose `2026-11-01-01:00`.)"""
         keys: list[str] = []
         first = self.instant(self.first_start)
         start = self._previous_start(self.end)
