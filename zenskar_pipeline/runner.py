@@ -9,6 +9,7 @@ as not retryable); transient warehouse errors still follow the asset's retry pol
 
 from __future__ import annotations
 
+import datetime as dt
 import fnmatch
 import os
 import re
@@ -22,9 +23,10 @@ from typing import Any
 import dagster as dg
 
 from zenskar_pipeline.config import ResolvedStream
-from zenskar_pipeline.defs import STREAM_TAG, partitions_def, stream_job_name
+from zenskar_pipeline.defs import STREAM_TAG, stream_job_name
 from zenskar_pipeline.defs.requests import RANGE_END, RANGE_START
 from zenskar_pipeline.errors import first_line
+from zenskar_pipeline.sync.calendar import PartitionCalendar
 
 SECRET_VARIABLES = ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET")
 
@@ -94,12 +96,13 @@ def select_streams(streams: Sequence[ResolvedStream], patterns: Iterable[str]) -
     return [s for s in streams if any(fnmatch.fnmatchcase(s.name, p.lower()) for p in patterns)]
 
 
-def plan_stream(stream: ResolvedStream, selection: Selection) -> Plan:
-    """The partitions `selection` means for `stream`; `ValueError` (naming the stream) for a key it lacks."""
-    definition = partitions_def(stream.settings.partitions)
-    if definition is None:
+def plan_stream(stream: ResolvedStream, selection: Selection, now: dt.datetime | None = None) -> Plan:
+    """The partitions `selection` means for `stream` at `now`; `ValueError` (naming the stream) for a key
+    it lacks."""
+    spec = stream.settings.partitions
+    if spec is None:
         return Plan(stream, whole=True)
-    keys = definition.get_partition_keys()
+    keys = list(PartitionCalendar(spec, None, now or dt.datetime.now(dt.UTC)).keys())
     if not keys:
         return Plan(stream, note="no partitions yet (start is in the future)")
 
@@ -120,15 +123,13 @@ def plan_stream(stream: ResolvedStream, selection: Selection) -> Plan:
     return Plan(stream, keys=tuple(keys[start : end + 1]))
 
 
-def last_keys(stream: ResolvedStream, count: int) -> Selection:
+def last_keys(stream: ResolvedStream, count: int, now: dt.datetime | None = None) -> Selection:
     """The last `count` partitions of a partitioned stream as a range (all, when unpartitioned)."""
-    definition = partitions_def(stream.settings.partitions)
-    if definition is None:
+    spec = stream.settings.partitions
+    if spec is None:
         return Selection()
-    keys = definition.get_partition_keys()
-    if not keys:
-        return Selection()
-    return Selection(first=keys[max(0, len(keys) - count)], last=keys[-1])
+    keys = PartitionCalendar(spec, None, now or dt.datetime.now(dt.UTC)).latest_keys(count)
+    return Selection(first=keys[0], last=keys[-1]) if keys else Selection()
 
 
 @contextmanager

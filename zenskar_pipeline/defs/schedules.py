@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import dagster as dg
 
 from zenskar_pipeline.config import Granularity, ResolvedStream
-from zenskar_pipeline.defs.assets import partitions_def
 from zenskar_pipeline.defs.requests import range_label, stream_run_request
 from zenskar_pipeline.defs.translator import StreamTranslator
+from zenskar_pipeline.sync.calendar import PartitionCalendar
 
 
 @dataclass(frozen=True)
@@ -68,24 +68,6 @@ def stream_schedules(
     return schedules
 
 
-def scheduled_keys(
-    definition: dg.TimeWindowPartitionsDefinition, at: dt.datetime, lookback: int
-) -> list[str]:
-    """The latest partition at `at` and up to `lookback` before it, oldest first (none before `start`)."""
-    with dg.partition_loading_context(effective_dt=at):
-        last = definition.get_last_partition_window()
-        if last is None:
-            return []
-        first = last
-        for _ in range(lookback):
-            before = definition.get_prev_partition_window(first.start)
-            if before is None:
-                break
-            first = before
-        keys = definition.get_partition_key_range_for_time_window(dg.TimeWindow(first.start, last.end))
-        return list(definition.get_partition_keys_in_range(keys))
-
-
 def _schedule(
     name: str, group: ScheduleGroup, streams: Sequence[ResolvedStream], translator: StreamTranslator
 ) -> dg.ScheduleDefinition:
@@ -94,9 +76,10 @@ def _schedule(
     def run(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
         at = context.scheduled_execution_time
         for stream in streams:
-            definition = partitions_def(stream.settings.partitions)
-            wanted = [] if definition is None else scheduled_keys(definition, at, stream.settings.lookback)
-            if definition is not None and not wanted:
+            spec = stream.settings.partitions
+            calendar = None if spec is None else PartitionCalendar(spec, None, at)
+            wanted = [] if calendar is None else calendar.latest_keys(stream.settings.lookback + 1)
+            if calendar is not None and not wanted:
                 continue  # no partition yet at this time
             run_key = f"{stream.name}:{range_label(wanted)}@{at.isoformat()}"
             yield stream_run_request(stream, wanted, run_key, asset_selection=[keys[stream.name]])

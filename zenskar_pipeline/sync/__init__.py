@@ -5,9 +5,10 @@ what is new in one commit, and reports per partition.
 spells every statement a sync sends.
 """
 
+from zenskar_pipeline.sync.calendar import PartitionCalendar, Window
 from zenskar_pipeline.sync.engine import check_sync, run_sync
 from zenskar_pipeline.sync.feed import ChangeFeedHistoryError, app_id
-from zenskar_pipeline.sync.plan import PartitionCalendar, Scope, SyncPlan, Window
+from zenskar_pipeline.sync.plan import Scope, SyncPlan
 from zenskar_pipeline.sync.report import PartitionReport
 
 __all__ = [

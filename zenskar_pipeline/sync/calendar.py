@@ -38,16 +38,33 @@ windows by `instant`, never by `start`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from zenskar_pipeline.config import Granularity, PartitionSpec
 from zenskar_pipeline.databricks.discovery import TypeFamily
 from zenskar_pipeline.databricks.sql_text import ParameterValue
 
 _HOUR = dt.timedelta(hours=1)
+_EPOCH = dt.datetime(1970, 1, 1)
+_DAY_MICROS = 86_400_000_000
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where partition-field values fall: per value its window's key (the nearest window's when outside),
+    whether it is NULL or outside every window, and whether it is before the first window."""
+
+    keys: pa.Array
+    outside: pa.Array
+    before_first: pa.Array
 
 
 @dataclass(frozen=True)
@@ -67,12 +84,13 @@ class PartitionCalendar:
     like a window's bounds; there are no windows when `end` is not after `first_start`.
     """
 
-    def __init__(self, spec: PartitionSpec, family: TypeFamily, now: dt.datetime) -> None:
-        """`family` is the partition field's type; `now` an aware instant, or wall-clock time in the zone.
+    def __init__(self, spec: PartitionSpec, family: TypeFamily | None, now: dt.datetime) -> None:
+        """`family` is the partition field's type (None: keys and windows only, no `bound`); `now` an aware
+        instant, or wall-clock time in the zone.
 
         Raises ValueError when the field cannot hold a window bound (not a time, or DATE for hourly windows).
         """
-        if not family.is_time:
+        if family is not None and not family.is_time:
             raise ValueError(
                 f"partitions.field must be a TIMESTAMP, TIMESTAMP_NTZ or DATE column, not {family}"
             )
@@ -256,6 +274,30 @@ class PartitionCalendar:
             end = self.instant(window.end)
         return tuple(tuple(run) for run in ranges)
 
+    def locate(self, values: pa.Array | pa.ChunkedArray) -> Located:
+        """The window of each partition-field value, placed by the same `bound`s the statements compare
+        with (`[bound(start), bound(end))`), so that the rows a read returns for a window are the rows it
+        assigns to that window; vectorized (a binary search over the windows' starts)."""
+        column = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        starts, end, keys = self._located_windows
+        ticks = _ticks(column)
+        known = pc.is_valid(column).to_numpy(zero_copy_only=False)
+        if len(starts) == 0:
+            nowhere = pa.array(np.ones(len(column), dtype=bool))
+            return Located(pa.nulls(len(column), pa.string()), nowhere, pa.array(np.zeros(len(column), bool)))
+        index = np.clip(np.searchsorted(starts, ticks, side="right") - 1, 0, len(starts) - 1)
+        before = known & (ticks < starts[0])
+        outside = ~known | before | (ticks >= end)
+        return Located(keys.take(pa.array(index)), pa.array(outside), pa.array(before))
+
+    @functools.cached_property
+    def _located_windows(self) -> tuple[np.ndarray, int, pa.Array]:
+        """The windows' start bounds, the end bound and the keys, computed once per calendar."""
+        windows = self.all_windows()
+        starts = np.array([_bound_ticks(self.bound(w.start)) for w in windows], dtype=np.int64)
+        end = _bound_ticks(self.bound(self.end)) if windows else 0
+        return starts, end, pa.array([w.key for w in windows], pa.string())
+
     def bound(self, wall: dt.datetime) -> ParameterValue:
         """A window bound as the value to compare with the partition field: the UTC instant for TIMESTAMP,
         wall-clock time for TIMESTAMP_NTZ, the date for DATE.
@@ -269,4 +311,31 @@ class PartitionCalendar:
             return self.instant(wall)  # aware: binds as TIMESTAMP
         if self.family is TypeFamily.TIMESTAMP_NTZ:
             return (wall + self._fallen_back(wall)).replace(fold=0)  # naive: binds as TIMESTAMP_NTZ
+        if self.family is None:
+            raise ValueError("a calendar built without the partition field's type has no bounds")
         return wall.date()
+
+
+def _bound_ticks(bound: ParameterValue) -> int:
+    """A window bound as microseconds: since the epoch in UTC for an instant, of the naive value for wall
+    time, of midnight for a date (the units `_ticks` reads a column in)."""
+    if isinstance(bound, dt.datetime):
+        naive = bound.astimezone(dt.UTC).replace(tzinfo=None) if bound.tzinfo is not None else bound
+        return (naive - _EPOCH) // dt.timedelta(microseconds=1)
+    if isinstance(bound, dt.date):
+        return (bound - _EPOCH.date()).days * _DAY_MICROS
+    raise TypeError(f"not a window bound: {bound!r}")
+
+
+def _ticks(column: pa.Array) -> np.ndarray:
+    """A partition-field column as int64 microseconds, in `_bound_ticks`' units (NULLs as 0)."""
+    kind = column.type
+    if pa.types.is_date(kind):
+        days = pc.cast(pc.cast(column, pa.date32()), pa.int32())
+        micros = pc.multiply(pc.cast(days, pa.int64()), _DAY_MICROS)
+    elif pa.types.is_timestamp(kind):
+        unit = pa.timestamp("us", tz="UTC") if kind.tz is not None else pa.timestamp("us")
+        micros = pc.cast(pc.cast(column, unit), pa.int64())
+    else:
+        raise ValueError(f"partition field has type {kind}, not a timestamp or date")
+    return pc.fill_null(micros, 0).to_numpy(zero_copy_only=False)

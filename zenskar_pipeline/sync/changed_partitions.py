@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +23,11 @@ from zenskar_pipeline.databricks.resource import DatabricksSession
 from zenskar_pipeline.databricks.sql_text import quote_identifier
 from zenskar_pipeline.destinations import Destination
 from zenskar_pipeline.errors import first_line
-from zenskar_pipeline.sync.plan import PartitionCalendar, lower_cursor_bound
+from zenskar_pipeline.sync.calendar import PartitionCalendar
+from zenskar_pipeline.sync.plan import lower_cursor_bound
 from zenskar_pipeline.sync.reader import window_keys
 
 log = logging.getLogger(__name__)
-
-_TICK = dt.timedelta(microseconds=1)  # steps from a window's start into the window before it
 
 
 @dataclass(frozen=True)
@@ -66,13 +64,15 @@ class Look:
 
     @property
     def bucket(self) -> str:
-        return bucket_expression(quote_identifier(self.field), self.calendar.family, self.calendar)
+        column = self.table.column(self.field)
+        assert column is not None  # stream_calendar found the field
+        return bucket_expression(quote_identifier(self.field), column.family, self.calendar)
 
 
 def latest_partitions(look: Look, reason: str) -> Requested:
     """The latest partition and `lookback` earlier ones."""
-    keys = latest_keys(look.calendar, look.stream.settings.lookback + 1)
-    return Requested(contiguous_ranges(look.calendar, keys), reason=reason)
+    keys = look.calendar.latest_keys(look.stream.settings.lookback + 1)
+    return Requested(look.calendar.contiguous_ranges(keys), reason=reason)
 
 
 def above_high_water_mark(look: Look, cursor: str) -> Requested:
@@ -80,17 +80,15 @@ def above_high_water_mark(look: Look, cursor: str) -> Requested:
     version (one grouped statement), plus the latest partition and `lookback` earlier ones; without a copy
     only the latter (the history is a backfill's job, not a sensor's)."""
     settings = look.stream.settings
-    latest = latest_keys(look.calendar, settings.lookback + 1)
+    latest = look.calendar.latest_keys(settings.lookback + 1)
     marks = [m for m in look.destination.high_water_marks(cursor).values() if m is not None]
     if not marks:
-        return Requested(
-            contiguous_ranges(look.calendar, latest), reason="no copy yet: the latest partitions"
-        )
+        return Requested(look.calendar.contiguous_ranges(latest), reason="no copy yet: the latest partitions")
     mark = lower_cursor_bound(max(marks), settings.cursor_lag, look.stream.name)
     statement = statements.buckets_from_cursor(look.stream.table, look.version, look.bucket, cursor, mark)
     newer = _bucket_keys(look.session, look.calendar, statement)
     reason = f"rows with {cursor} >= {_text(mark)} at version {look.version}, and the latest partitions"
-    return Requested(contiguous_ranges(look.calendar, newer | set(latest)), reason=reason)
+    return Requested(look.calendar.contiguous_ranges(newer | set(latest)), reason=reason)
 
 
 def in_changes(look: Look, synced_through: int | None) -> Requested:
@@ -99,7 +97,7 @@ def in_changes(look: Look, synced_through: int | None) -> Requested:
     a copy never synced, or a feed that cannot be read, asks for the latest partition (the run snapshots,
     or reports the missing history)."""
     calendar, since, version = look.calendar, look.since, look.version
-    latest = contiguous_ranges(calendar, latest_keys(calendar, 1))
+    latest = calendar.contiguous_ranges(calendar.latest_keys(1))
     if since is None:
         since = synced_through
         if since is None:
@@ -118,7 +116,7 @@ def in_changes(look: Look, synced_through: int | None) -> Requested:
         )
         log.warning("stream %s: %s", look.stream.name, reason)
         return Requested(latest, reason=reason)
-    return Requested(contiguous_ranges(calendar, changed), reason=f"changes {since + 1}..{version}")
+    return Requested(calendar.contiguous_ranges(changed), reason=f"changes {since + 1}..{version}")
 
 
 def bucket_expression(field_sql: str, family: TypeFamily, calendar: PartitionCalendar) -> str:
@@ -141,29 +139,6 @@ def whole_hour_offsets(calendar: PartitionCalendar) -> bool:
             if offset % dt.timedelta(hours=1):
                 return False
     return True
-
-
-def latest_keys(calendar: PartitionCalendar, count: int) -> list[str]:
-    """The latest partition and up to `count - 1` before it, oldest first (none before `start`)."""
-    keys: list[str] = []
-    start = calendar.floor(calendar.end - _TICK)
-    while len(keys) < count and start >= calendar.first_start:
-        keys.append(calendar.key(start))
-        start = calendar.floor(start - _TICK)
-    return keys[::-1]
-
-
-def contiguous_ranges(calendar: PartitionCalendar, keys: Iterable[str]) -> tuple[tuple[str, ...], ...]:
-    """`keys` (all of them the calendar's) sorted and cut where a window does not follow the one before."""
-    ranges: list[list[str]] = []
-    end = None
-    for window in sorted((calendar.window(key) for key in set(keys)), key=lambda w: w.start):
-        if ranges and window.start == end:
-            ranges[-1].append(window.key)
-        else:
-            ranges.append([window.key])
-        end = window.end
-    return tuple(tuple(keys) for keys in ranges)
 
 
 def _bucket_keys(

@@ -19,7 +19,7 @@ from zenskar_pipeline.config import TableName
 from zenskar_pipeline.databricks import statements
 from zenskar_pipeline.databricks.resource import DatabricksSession
 from zenskar_pipeline.destinations import Destination
-from zenskar_pipeline.sync.plan import PartitionCalendar, Window
+from zenskar_pipeline.sync.calendar import PartitionCalendar, Window
 from zenskar_pipeline.sync.report import PartitionReport
 
 

@@ -36,9 +36,10 @@ from zenskar_pipeline.databricks.statements import CHANGE_TYPE, COMMIT_VERSION
 from zenskar_pipeline.destinations import PARTITION, SOURCE_VERSION, AppTransaction, WriteResult
 from zenskar_pipeline.destinations.landing import count_values
 from zenskar_pipeline.errors import first_line
+from zenskar_pipeline.sync.calendar import PartitionCalendar
 from zenskar_pipeline.sync.changed_partitions import Look, Requested, in_changes
 from zenskar_pipeline.sync.modes.base import SyncRun, SyncStrategy
-from zenskar_pipeline.sync.plan import PartitionCalendar, SyncPlan, scope_windows, stream_calendar
+from zenskar_pipeline.sync.plan import SyncPlan, scope_windows, stream_calendar
 from zenskar_pipeline.sync.reader import classify, current_version, read_statement
 from zenskar_pipeline.sync.report import PartitionReport
 

@@ -8,15 +8,13 @@ against the partition field (UTC instants for TIMESTAMP, wall-clock for TIMESTAM
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from zenskar_pipeline.config import Granularity, PartitionSpec, ResolvedStream, TableName
-from zenskar_pipeline.databricks.discovery import DiscoveredTable, TypeFamily
-from zenskar_pipeline.databricks.sql_text import ParameterValue
+from zenskar_pipeline.config import ResolvedStream, TableName
+from zenskar_pipeline.databricks.discovery import DiscoveredTable
+from zenskar_pipeline.sync.calendar import PartitionCalendar, Window
 
 
 @dataclass(frozen=True)
@@ -34,114 +32,6 @@ class Scope:
         if not keys:
             raise ValueError("a partition scope needs at least one partition key")
         return cls(tuple(keys))
-
-
-@dataclass(frozen=True)
-class Window:
-    """One partition: its Dagster key and wall-clock `[start, end)` in the partitions' time zone."""
-
-    key: str
-    start: dt.datetime
-    end: dt.datetime
-
-
-class PartitionCalendar:
-    """The windows of one stream's partitions definition, as Dagster cuts them, up to `now`."""
-
-    def __init__(self, spec: PartitionSpec, family: TypeFamily, now: dt.datetime) -> None:
-        if not family.is_time:
-            raise ValueError(
-                f"partitions.field must be a TIMESTAMP, TIMESTAMP_NTZ or DATE column, not {family}"
-            )
-        if family is TypeFamily.DATE and spec.granularity is Granularity.HOURLY:
-            raise ValueError("hourly partitions need a TIMESTAMP or TIMESTAMP_NTZ partitions.field, not DATE")
-        self.spec = spec
-        self.family = family
-        self.zone = ZoneInfo(spec.timezone)
-        current = self.floor(now.astimezone(self.zone).replace(tzinfo=None))
-        self.first_start = self.floor(spec.start)
-        if self.first_start < spec.start:
-            self.first_start = self.next_start(self.first_start)
-        self.end = self.next_start(current) if spec.include_current else current  # exclusive
-
-    def floor(self, wall: dt.datetime) -> dt.datetime:
-        """The start of the window holding wall-clock time `wall` (weeks start on Sunday, as in Dagster)."""
-        granularity = self.spec.granularity
-        if granularity is Granularity.HOURLY:
-            return wall.replace(minute=0, second=0, microsecond=0)
-        day = wall.replace(hour=0, minute=0, second=0, microsecond=0)
-        if granularity is Granularity.DAILY:
-            return day
-        if granularity is Granularity.WEEKLY:
-            return day - dt.timedelta(days=(day.weekday() + 1) % 7)
-        return day.replace(day=1)
-
-    def next_start(self, start: dt.datetime) -> dt.datetime:
-        granularity = self.spec.granularity
-        if granularity is Granularity.HOURLY:
-            return start + dt.timedelta(hours=1)
-        if granularity is Granularity.DAILY:
-            return start + dt.timedelta(days=1)
-        if granularity is Granularity.WEEKLY:
-            return start + dt.timedelta(days=7)
-        return (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-
-    def key(self, start: dt.datetime) -> str:
-        return start.strftime(self.spec.granularity.key_format)
-
-    @property
-    def first_key(self) -> str:
-        return self.key(self.first_start)
-
-    @property
-    def last_key(self) -> str:
-        last = self.first_start
-        while self.next_start(last) < self.end:
-            last = self.next_start(last)
-        return self.key(last)
-
-    def all_windows(self) -> tuple[Window, ...]:
-        """Every window of the definition, oldest first."""
-        windows = []
-        start = self.first_start
-        while start < self.end:
-            windows.append(Window(self.key(start), start, self.next_start(start)))
-            start = self.next_start(start)
-        return tuple(windows)
-
-    def window(self, key: str) -> Window:
-        """The window of a Dagster key; ValueError when the key is not one of this definition's."""
-        try:
-            start = dt.datetime.strptime(key, self.spec.granularity.key_format)
-        except ValueError:
-            raise ValueError(
-                f"partition key {key!r} is not a {self.spec.granularity} key "
-                f"({self.spec.granularity.key_format})"
-            ) from None
-        if self.floor(start) != start or start < self.first_start or self.next_start(start) > self.end:
-            raise ValueError(
-                f"partition key {key!r} is not a partition of this stream (from {self.first_key}, "
-                f"{self.spec.granularity}, up to the window ending {self.end:%Y-%m-%d %H:%M})"
-            )
-        return Window(key, start, self.next_start(start))
-
-    def windows(self, keys: Sequence[str]) -> tuple[Window, ...]:
-        """The windows of `keys`, which must be one contiguous run in order."""
-        windows = tuple(self.window(key) for key in keys)
-        for before, after in itertools.pairwise(windows):
-            if after.start != before.end:
-                raise ValueError(
-                    f"partition keys must be one contiguous range in order: {before.key} then {after.key}"
-                )
-        return windows
-
-    def bound(self, wall: dt.datetime) -> ParameterValue:
-        """A wall-clock window bound as the value to compare with the partition field."""
-        if self.family is TypeFamily.TIMESTAMP:
-            return wall.replace(tzinfo=self.zone).astimezone(dt.UTC)  # aware: binds as TIMESTAMP
-        if self.family is TypeFamily.TIMESTAMP_NTZ:
-            return wall  # naive: binds as TIMESTAMP_NTZ
-        return wall.date()
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from zenskar_pipeline.config import TableName
 from zenskar_pipeline.databricks import statements
 from zenskar_pipeline.databricks.resource import DatabricksSession
 from zenskar_pipeline.destinations import PARTITION
-from zenskar_pipeline.sync.plan import PartitionCalendar, SyncPlan
+from zenskar_pipeline.sync.calendar import PartitionCalendar
+from zenskar_pipeline.sync.plan import SyncPlan
 
 
 def current_version(session: DatabricksSession, table: TableName) -> int:
@@ -69,11 +70,11 @@ def classify(plan: SyncPlan, batch: pa.Table) -> Classified:
         keys: pa.Array = pa.nulls(n, pa.string())
         outside = pa.repeat(pa.scalar(False), n)
     else:
-        keys, outside = _partition_keys(plan.calendar, batch.column(str(plan.partition_field)))
+        located = plan.calendar.locate(batch.column(str(plan.partition_field)))
+        keys = located.keys
         in_scope = pc.is_in(keys, pa.array([w.key for w in plan.windows], pa.string()))
-        outside = pc.or_(outside, pc.invert(pc.fill_null(in_scope, False)))
-        before = _before_first(plan.calendar, batch.column(str(plan.partition_field)))
-        attributed = pc.if_else(before, plan.calendar.first_key, plan.calendar.last_key)
+        outside = pc.or_(located.outside, pc.invert(pc.fill_null(in_scope, False)))
+        attributed = pc.if_else(located.before_first, plan.calendar.first_key, plan.calendar.last_key)
         keys = pc.if_else(outside, attributed, keys)
     if not plan.by_cursor or plan.cursor_field is None:
         null_cursor = pa.repeat(pa.scalar(False), n)
@@ -86,51 +87,12 @@ def classify(plan: SyncPlan, batch: pa.Table) -> Classified:
     return Classified(rows, keys, outside, null_cursor, landable)
 
 
-def _wall_clock(calendar: PartitionCalendar, column: pa.ChunkedArray) -> pa.Array:
-    """The partition field as naive wall-clock timestamps in the partitions' time zone."""
-    values = column.combine_chunks()
-    kind = values.type
-    if pa.types.is_date(kind):
-        return pc.cast(pc.cast(values, pa.date32()), pa.timestamp("us"))
-    if pa.types.is_timestamp(kind) and kind.tz is not None:
-        zoned = pc.cast(values, pa.timestamp("us", tz=calendar.spec.timezone))
-        return pc.local_timestamp(zoned)
-    if pa.types.is_timestamp(kind):
-        return pc.cast(values, pa.timestamp("us"))
-    raise ValueError(f"partition field has type {kind}, not a timestamp or date")
-
-
 def window_keys(calendar: PartitionCalendar, column: pa.ChunkedArray) -> set[str]:
     """The Dagster keys of the windows holding these partition-field values (NULLs and values outside every
     window have none): the same mapping `classify` applies to rows read."""
-    keys, outside = _partition_keys(calendar, column)
-    return {key for key in pc.unique(keys.filter(pc.invert(outside))).to_pylist() if key is not None}
-
-
-def _partition_keys(calendar: PartitionCalendar, column: pa.ChunkedArray) -> tuple[pa.Array, pa.Array]:
-    """Each row's Dagster key, and whether its field is NULL or outside the definition's windows."""
-    wall = _wall_clock(calendar, column)
-    unit, extra = {
-        "hourly": ("hour", {}),
-        "daily": ("day", {}),
-        "weekly": ("week", {"week_starts_monday": False}),
-        "monthly": ("month", {}),
-    }[calendar.spec.granularity.value]
-    starts = pc.floor_temporal(wall, unit=unit, **extra)
-    # Formatting every row costs seconds per million; a batch holds few distinct windows: format those.
-    distinct = pc.unique(starts)
-    spelled = pc.strftime(distinct, format=calendar.spec.granularity.key_format)
-    keys = pc.take(spelled, pc.index_in(starts, value_set=distinct))
-    first = pa.scalar(calendar.first_start, pa.timestamp("us"))
-    end = pa.scalar(calendar.end, pa.timestamp("us"))
-    inside = pc.and_(pc.greater_equal(wall, first), pc.less(wall, end))
-    return keys, pc.invert(pc.fill_null(inside, False))
-
-
-def _before_first(calendar: PartitionCalendar, column: pa.ChunkedArray) -> pa.Array:
-    wall = _wall_clock(calendar, column)
-    first = pa.scalar(calendar.first_start, pa.timestamp("us"))
-    return pc.fill_null(pc.less(wall, first), False)
+    located = calendar.locate(column)
+    inside = located.keys.filter(pc.invert(located.outside))
+    return {key for key in pc.unique(inside).to_pylist() if key is not None}
 
 
 def as_utc(value: object) -> object:

@@ -26,13 +26,11 @@ from zenskar_pipeline.databricks.discovery import DiscoveredColumn, DiscoveredTa
 from zenskar_pipeline.destinations import PARTITION, DeltaDestination
 from zenskar_pipeline.local_warehouse import tables
 from zenskar_pipeline.local_warehouse.server import LocalWarehouse
+from zenskar_pipeline.sync.calendar import PartitionCalendar
 from zenskar_pipeline.sync.changed_partitions import (
     Requested,
     bucket_expression,
-    contiguous_ranges,
-    latest_keys,
 )
-from zenskar_pipeline.sync.plan import PartitionCalendar
 from zenskar_pipeline.sync.watch import changed_partitions
 from zenskar_pipeline_tests.test_sync.conftest import full_type, utc
 
@@ -235,17 +233,17 @@ def _calendar(include_current: bool, granularity: Granularity = Granularity.DAIL
 
 
 def test_latest_keys_respect_the_start_and_the_window_in_progress() -> None:
-    assert latest_keys(_calendar(True), 2) == ["2026-01-19", "2026-01-20"]
-    assert latest_keys(_calendar(False), 1) == ["2026-01-19"]
-    assert latest_keys(_calendar(True), 50) == [f"2026-01-{day:02d}" for day in range(1, 21)]
-    assert latest_keys(_calendar(True, Granularity.MONTHLY), 3) == ["2026-01-01"]
+    assert _calendar(True).latest_keys(2) == ["2026-01-19", "2026-01-20"]
+    assert _calendar(False).latest_keys(1) == ["2026-01-19"]
+    assert _calendar(True).latest_keys(50) == [f"2026-01-{day:02d}" for day in range(1, 21)]
+    assert _calendar(True, Granularity.MONTHLY).latest_keys(3) == ["2026-01-01"]
 
 
 def test_contiguous_ranges_cut_at_gaps() -> None:
     keys = ["2026-01-05", "2026-01-02", "2026-01-03", "2026-01-09", "2026-01-03"]
-    assert contiguous_ranges(_calendar(True), keys) == (
+    assert _calendar(True).contiguous_ranges(keys) == (
         ("2026-01-02", "2026-01-03"),
         ("2026-01-05",),
         ("2026-01-09",),
     )
-    assert contiguous_ranges(_calendar(True), []) == ()
+    assert _calendar(True).contiguous_ranges([]) == ()

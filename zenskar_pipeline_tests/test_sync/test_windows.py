@@ -77,3 +77,61 @@ def test_keys_must_be_a_contiguous_range_of_the_definition(make_source: Any) -> 
         source.sync("2026-01-01", "2026-01-03")
     with pytest.raises(ValueError, match="not a partition"):
         source.sync("2025-12-31")
+
+
+def test_hourly_timestamp_windows_across_fall_back_land_each_pass_in_its_own_partition(
+    make_source: Any,
+) -> None:
+    """New York repeats 01:00-02:00 on 2026-11-01; Dagster keys the second pass `2026-11-01-01:00-0500`."""
+    schema = pa.schema([("id", pa.int64()), ("updated_at", pa.timestamp("us", tz="UTC"))])
+    source = make_source(
+        schema,
+        SyncMode.INCREMENTAL_APPEND_DEDUPED,
+        primary_key=("id",),
+        partition_field="updated_at",
+        granularity=Granularity.HOURLY,
+        timezone=ZONE,
+        start=dt.datetime(2026, 11, 1),
+    )
+    source.append(
+        [
+            {"id": 1, "updated_at": dt.datetime(2026, 11, 1, 5, 30, tzinfo=dt.UTC)},  # 01:30 EDT
+            {"id": 2, "updated_at": dt.datetime(2026, 11, 1, 6, 30, tzinfo=dt.UTC)},  # 01:30 EST
+            {"id": 3, "updated_at": dt.datetime(2026, 11, 1, 7, 0, tzinfo=dt.UTC)},  # 02:00 EST
+        ]
+    )
+    keys = ["2026-11-01-01:00", "2026-11-01-01:00-0500", "2026-11-01-02:00"]
+    reports = source.sync(*keys)
+    assert [(r.partition, r.rows_written) for r in reports] == [(key, 1) for key in keys]
+    assert source.landed("id", PARTITION) == list(zip([1, 2, 3], keys, strict=True))
+
+
+def test_hourly_wall_clock_in_a_skipped_hour_lands_in_the_hour_that_spans_the_gap(make_source: Any) -> None:
+    """New York skips 02:00-03:00 on 2026-03-08: `2026-03-08-01:00` spans wall-clock [01:00, 03:00)."""
+    schema = pa.schema([("id", pa.int64()), ("updated_at", pa.timestamp("us"))])
+    source = make_source(
+        schema,
+        SyncMode.INCREMENTAL_APPEND,
+        primary_key=("id",),
+        partition_field="updated_at",
+        granularity=Granularity.HOURLY,
+        timezone=ZONE,
+        start=dt.datetime(2026, 3, 8),
+    )
+    source.append(
+        [
+            {"id": 1, "updated_at": dt.datetime(2026, 3, 8, 1, 15)},
+            {"id": 2, "updated_at": dt.datetime(2026, 3, 8, 2, 30)},  # a wall-clock time that never was
+            {"id": 3, "updated_at": dt.datetime(2026, 3, 8, 3, 0)},
+        ]
+    )
+    reports = source.sync("2026-03-08-01:00", "2026-03-08-03:00")
+    assert [(r.partition, r.rows_written) for r in reports] == [
+        ("2026-03-08-01:00", 2),
+        ("2026-03-08-03:00", 1),
+    ]
+    assert source.landed("id", PARTITION) == [
+        (1, "2026-03-08-01:00"),
+        (2, "2026-03-08-01:00"),
+        (3, "2026-03-08-03:00"),
+    ]
