@@ -18,6 +18,7 @@ or with `on_missing_history: resnapshot` a new snapshot that overwrites the copy
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import time
 from abc import abstractmethod
@@ -40,7 +41,7 @@ from zenskar_pipeline.sync.calendar import PartitionCalendar
 from zenskar_pipeline.sync.changed_partitions import Look, Requested, in_changes
 from zenskar_pipeline.sync.modes.base import SyncRun, SyncStrategy
 from zenskar_pipeline.sync.plan import SyncPlan, scope_windows, stream_calendar
-from zenskar_pipeline.sync.reader import classify, current_version, read_statement
+from zenskar_pipeline.sync.reader import classify, latest_commit, read_statement
 from zenskar_pipeline.sync.report import PartitionReport
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class Feed:
     run: SyncRun
     everywhere: SyncPlan  # all windows, at the current version: snapshots and change classification
     calendar: PartitionCalendar | None
+    committed_at: dt.datetime | None = None  # when the current version was committed (UTC)
 
     @property
     def transaction_id(self) -> str:
@@ -103,6 +105,7 @@ class Changes:
     change_type: pa.Array
     outside: pa.Array
     windows: tuple[str, ...]
+    committed_at: pa.Array | None = None  # per row, its commit's time (modes with `commit_timestamps`)
 
 
 class ChangeFeedStrategy(SyncStrategy):
@@ -111,6 +114,8 @@ class ChangeFeedStrategy(SyncStrategy):
     change_feed = True
     catches_up = True
     keeps_tombstones: ClassVar[bool] = False  # a rebuilt window keeps rows marked deleted
+    rebuilds: ClassVar[bool] = True  # a backfill rebuilds its windows (else it runs as any run)
+    commit_timestamps: ClassVar[bool] = False  # changes carry their commit's time (`Changes.committed_at`)
 
     @abstractmethod
     def snapshot_columns(self, run: SyncRun, rows: pa.Table) -> pa.Table:
@@ -119,6 +124,13 @@ class ChangeFeedStrategy(SyncStrategy):
     @abstractmethod
     def land(self, feed: Feed, changes: Changes, version: int) -> WriteResult:
         """Land `changes` and record `version` as synced through, in one commit."""
+
+    def land_snapshot(self, feed: Feed, rows: pa.RecordBatchReader, version: int) -> WriteResult:
+        """Land a snapshot (every row of the table at `version`, with `snapshot_columns`) and record
+        `version` as synced through, in one commit: by default the copy becomes exactly those rows."""
+        return feed.run.destination.replace(
+            rows, None, source_version=version, app_transaction=feed.transaction(version)
+        )
 
     def requested(self, look: Look) -> Requested:
         synced = None
@@ -132,8 +144,8 @@ class ChangeFeedStrategy(SyncStrategy):
         stream, destination = run.stream, run.destination
         self.primary_key(stream, run.table)  # a mode that needs a key says so before reading
         synced = destination.transaction_version(app_id(stream.name))
-        version = current_version(run.session, run.table.name)  # statement 1
-        feed = _feed(run, version)
+        version, committed_at = latest_commit(run.session, run.table.name)  # statement 1
+        feed = _feed(run, version, committed_at)
         counts = Counts()
         note = None
         if synced is None:
@@ -145,7 +157,7 @@ class ChangeFeedStrategy(SyncStrategy):
                 f"but the table's latest version is {version} (was it replaced or restored?)"
             )
             result, note = self._missing_history(feed, counts, reason)
-        elif run.rebuild:
+        elif run.rebuild and self.rebuilds:
             result = self._rebuild(feed, counts, synced)
             version = synced
         elif synced == version:
@@ -153,7 +165,13 @@ class ChangeFeedStrategy(SyncStrategy):
         else:
             try:
                 changes = run.session.query_table(
-                    statements.read_changes(run.table.name, synced + 1, version, feed.everywhere.columns)
+                    statements.read_changes(
+                        run.table.name,
+                        synced + 1,
+                        version,
+                        feed.everywhere.columns,
+                        commit_timestamp=self.commit_timestamps,
+                    )
                 )
             except ServerOperationError as error:
                 if not any(f"[{name}]" in str(error) for name in MISSING_HISTORY):
@@ -235,13 +253,13 @@ class ChangeFeedStrategy(SyncStrategy):
                 counts.outside.update(count_values(keys.filter(classified.outside)))
                 yield from self.snapshot_columns(run, classified.rows).cast(schema).to_batches()
 
-        result = run.destination.replace(
-            pa.RecordBatchReader.from_batches(schema, landable()),
-            partitions,
-            source_version=plan.version,
-            app_transaction=None if rebuild else feed.transaction(plan.version),
-            keep_tombstones=rebuild and self.keeps_tombstones,
-        )
+        rows = pa.RecordBatchReader.from_batches(schema, landable())
+        if rebuild:
+            result = run.destination.replace(
+                rows, partitions, source_version=plan.version, keep_tombstones=self.keeps_tombstones
+            )
+        else:
+            result = self.land_snapshot(feed, rows, plan.version)
         counts.written.update(result.rows_by_partition or {})
         return result
 
@@ -301,7 +319,7 @@ class ChangeFeedStrategy(SyncStrategy):
         )
 
 
-def _feed(run: SyncRun, version: int) -> Feed:
+def _feed(run: SyncRun, version: int, committed_at: dt.datetime | None) -> Feed:
     stream, table = run.stream, run.table
     found = stream_calendar(stream, table, run.now)
     partition_field, calendar = found if found is not None else (None, None)
@@ -320,7 +338,7 @@ def _feed(run: SyncRun, version: int) -> Feed:
         reads_before_first=calendar is not None,
         reads_after_last=calendar is not None,
     )
-    return Feed(run, everywhere, calendar)
+    return Feed(run, everywhere, calendar, committed_at)
 
 
 def _report_keys(feed: Feed, touched: set[str | None]) -> list[str | None]:

@@ -20,10 +20,19 @@ from zenskar_pipeline.sync.plan import SyncPlan
 
 def current_version(session: DatabricksSession, table: TableName) -> int:
     """The source table's latest Delta version."""
+    return latest_commit(session, table)[0]
+
+
+def latest_commit(session: DatabricksSession, table: TableName) -> tuple[int, dt.datetime | None]:
+    """The source table's latest Delta version and when it was committed (UTC), in one statement."""
     row = session.query_one(statements.latest_version(table))
     if row is None:
         raise ValueError(f"{table} has no Delta history")
-    return int(row["version"])
+    committed = row.get("timestamp")
+    if isinstance(committed, dt.datetime):
+        committed = committed.astimezone(dt.UTC) if committed.tzinfo else committed.replace(tzinfo=dt.UTC)
+        return int(row["version"]), committed
+    return int(row["version"]), None
 
 
 def read_statement(plan: SyncPlan) -> statements.Statement:

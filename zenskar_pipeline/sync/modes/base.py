@@ -26,6 +26,14 @@ from zenskar_pipeline.sync.plan import Scope, column_name
 from zenskar_pipeline.sync.report import PartitionReport
 
 DISCOVER = "`zenskar-pipeline discover`"
+# What a mode that reads by cursor (or whole) says of the change feed's own settings.
+FEED_ONLY_SETTINGS: Mapping[str, tuple[str, str]] = {
+    key: (f"only applies with change_feed: true ({reason})", f"set change_feed: true, or remove {key}")
+    for key, reason in (
+        ("deletes", "cursor syncs do not see deletes"),
+        ("on_missing_history", "it is about the feed"),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,8 @@ class SyncStrategy(ABC):
     reads_by_cursor: ClassVar[bool] = False  # reads rows at or above a high-water mark of `cursor_field`
     needs_primary_key: ClassVar[str | None] = None  # why the mode needs a key (None: it does not)
     catches_up: ClassVar[bool] = False  # any run lands every change up to the version it reads
-    # Settings this mode does not read, with why: written anyway, they are a mistake worth reporting.
-    unused_settings: ClassVar[Mapping[str, str]] = {}
+    # Settings this mode does not read, with the problem and fix to report when one is written anyway.
+    unused_settings: ClassVar[Mapping[str, tuple[str, str]]] = {}
     # Why this mode has no change-feed variant (None: it has one, or is one).
     refuses_change_feed: ClassVar[tuple[str, str] | None] = None  # (problem, fix)
 
@@ -63,13 +71,8 @@ class SyncStrategy(ABC):
     def settings_problems(self, where: str, stream: StreamConfig, written: AbstractSet[str]) -> list[Problem]:
         """What is wrong with the stream's settings for this mode, from the streams file alone."""
         return [
-            Problem(
-                where,
-                key,
-                f"only applies with change_feed: true ({reason})",
-                f"set change_feed: true, or remove {key}",
-            )
-            for key, reason in self.unused_settings.items()
+            Problem(where, key, problem, fix)
+            for key, (problem, fix) in self.unused_settings.items()
             if key in written
         ]
 

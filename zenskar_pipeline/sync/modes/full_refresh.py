@@ -9,24 +9,20 @@ patch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
 
 from zenskar_pipeline.config import ResolvedStream, SyncMode
 from zenskar_pipeline.destinations import WriteResult
 from zenskar_pipeline.sync import checks, cursor
 from zenskar_pipeline.sync.changed_partitions import Look, Requested, latest_partitions
 from zenskar_pipeline.sync.checks import CheckOutcome, CheckSpec
-from zenskar_pipeline.sync.modes.base import SyncRun, SyncStrategy
+from zenskar_pipeline.sync.modes.base import FEED_ONLY_SETTINGS, SyncRun, SyncStrategy
 from zenskar_pipeline.sync.plan import stream_calendar
 from zenskar_pipeline.sync.report import PartitionReport
 
 
 class FullRefresh(SyncStrategy):
     mode = SyncMode.FULL_REFRESH
-    unused_settings: ClassVar = {
-        "deletes": "cursor syncs do not see deletes",
-        "on_missing_history": "it is about the feed",
-    }
+    unused_settings = FEED_ONLY_SETTINGS
     refuses_change_feed = (
         "full_refresh copies the whole scope each run and cannot apply the change feed",
         "set change_feed: false, or sync_mode: incremental_append_deduped to apply the change feed",

@@ -11,22 +11,18 @@ copy's high-water mark, and the latest partitions.
 from __future__ import annotations
 
 from collections import Counter
-from typing import ClassVar
 
 from zenskar_pipeline.config import SyncMode
 from zenskar_pipeline.sync import cursor
 from zenskar_pipeline.sync.changed_partitions import Look, Requested, above_high_water_mark
-from zenskar_pipeline.sync.modes.base import SyncRun, SyncStrategy
+from zenskar_pipeline.sync.modes.base import FEED_ONLY_SETTINGS, SyncRun, SyncStrategy
 from zenskar_pipeline.sync.report import PartitionReport
 
 
 class IncrementalAppend(SyncStrategy):
     mode = SyncMode.INCREMENTAL_APPEND
     reads_by_cursor = True
-    unused_settings: ClassVar = {
-        "deletes": "cursor syncs do not see deletes",
-        "on_missing_history": "it is about the feed",
-    }
+    unused_settings = FEED_ONLY_SETTINGS
 
     def sync(self, run: SyncRun) -> list[PartitionReport]:
         field = self.cursor(run.stream, run.table)

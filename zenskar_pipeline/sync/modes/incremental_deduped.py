@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import ClassVar
 
 from zenskar_pipeline.config import ResolvedStream, SyncMode
 from zenskar_pipeline.sync import checks, cursor
 from zenskar_pipeline.sync.changed_partitions import Look, Requested, above_high_water_mark
 from zenskar_pipeline.sync.checks import CheckOutcome, CheckSpec
-from zenskar_pipeline.sync.modes.base import SyncRun, SyncStrategy
+from zenskar_pipeline.sync.modes.base import FEED_ONLY_SETTINGS, SyncRun, SyncStrategy
 from zenskar_pipeline.sync.report import PartitionReport
 
 
@@ -25,10 +24,7 @@ class IncrementalDeduped(SyncStrategy):
     mode = SyncMode.INCREMENTAL_APPEND_DEDUPED
     reads_by_cursor = True
     needs_primary_key = "keeps one row per key"
-    unused_settings: ClassVar = {
-        "deletes": "cursor syncs do not see deletes",
-        "on_missing_history": "it is about the feed",
-    }
+    unused_settings = FEED_ONLY_SETTINGS
 
     def sync(self, run: SyncRun) -> list[PartitionReport]:
         field = self.cursor(run.stream, run.table)
