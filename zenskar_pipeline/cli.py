@@ -58,7 +58,7 @@ def serve(
     state_dir: Path | None,
 ) -> None:
     """Serve the Delta tables under ROOT to databricks-sql-connector until interrupted."""
-    from zenskar_pipeline.local_warehouse.server import LocalWarehouse
+    from zenskar_devtools.local_warehouse.server import LocalWarehouse
 
     root.mkdir(parents=True, exist_ok=True)
     server = LocalWarehouse(
@@ -102,8 +102,8 @@ def serve(
 )
 def seed_demo(root: Path, rows: int, seed: int, live: bool, interval: float) -> None:
     """Write the demo billing tables (several Delta versions) under ROOT."""
-    from zenskar_pipeline.local_warehouse.seed import USAGE_EVENTS
-    from zenskar_pipeline.local_warehouse.seed import seed_demo as write_demo
+    from zenskar_devtools.local_warehouse.seed import USAGE_EVENTS
+    from zenskar_devtools.local_warehouse.seed import seed_demo as write_demo
 
     if live and USAGE_EVENTS.path(root).exists():
         click.echo(f"{USAGE_EVENTS} is already seeded under {root}: not seeding again")
@@ -119,7 +119,7 @@ def seed_demo(root: Path, rows: int, seed: int, live: bool, interval: float) -> 
 
 
 def _write_live(root: Path, seed: int, interval: float) -> None:
-    from zenskar_pipeline.local_warehouse.live import LiveUsageWriter, LiveVersion, run_live_until_signalled
+    from zenskar_devtools.local_warehouse.live import LiveUsageWriter, LiveVersion, run_live_until_signalled
 
     try:
         writer = LiveUsageWriter.open(root, seed=seed)
@@ -147,7 +147,7 @@ def _write_live(root: Path, seed: int, interval: float) -> None:
 )
 def dev(warehouse_root: Path, port: int, live: bool) -> None:
     """`dagster dev` on workspace.yaml; against the local warehouse unless DATABRICKS_* is set."""
-    from zenskar_pipeline.dev import run_dev
+    from zenskar_devtools.dev import run_dev
 
     sys.exit(run_dev(warehouse_root, port, live=live))
 
@@ -415,7 +415,7 @@ def _echo_finish(plan: Plan, result: StreamResult) -> None:
 @main.command()
 def demo() -> None:
     """What `make demo` runs."""
-    from zenskar_pipeline.demo import run_demo
+    from zenskar_devtools.demo import run_demo
 
     sys.exit(run_demo())
 

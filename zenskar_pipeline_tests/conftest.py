@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from databricks import sql
 
+from zenskar_devtools.local_warehouse.server import ConnectionInfo, LocalWarehouse
 from zenskar_pipeline.databricks import DatabricksResource
-from zenskar_pipeline.local_warehouse.server import ConnectionInfo, LocalWarehouse
 
 os.environ["TZ"] = "UTC"
 

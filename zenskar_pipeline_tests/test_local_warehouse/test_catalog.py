@@ -13,10 +13,10 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from zenskar_pipeline.local_warehouse.catalog import Catalog
-from zenskar_pipeline.local_warehouse.delta_types import databricks_data_type, databricks_type
-from zenskar_pipeline.local_warehouse.errors import WarehouseError
-from zenskar_pipeline.local_warehouse.layout import PRIMARY_KEY_PROPERTY, TableName
+from zenskar_devtools.local_warehouse.catalog import Catalog
+from zenskar_devtools.local_warehouse.delta_types import databricks_data_type, databricks_type
+from zenskar_devtools.local_warehouse.errors import WarehouseError
+from zenskar_devtools.local_warehouse.layout import PRIMARY_KEY_PROPERTY, TableName
 
 ORDERS = TableName("main", "sales", "orders")
 CUSTOMERS = TableName("main", "sales", "customers")

@@ -15,9 +15,9 @@ import pytest
 from databricks.sql.exc import DatabaseError, RequestError, ServerOperationError
 from urllib3.exceptions import MaxRetryError
 
-from zenskar_pipeline.local_warehouse import tables
-from zenskar_pipeline.local_warehouse.faults import FaultKind, FaultRule
-from zenskar_pipeline.local_warehouse.server import LocalWarehouse
+from zenskar_devtools.local_warehouse import tables
+from zenskar_devtools.local_warehouse.faults import FaultKind, FaultRule
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline_tests.conftest import connect
 
 # Fast retries so that a retried request costs a fraction of a second.

@@ -16,8 +16,8 @@ import pytest
 from databricks.sql.exc import ServerOperationError
 from deltalake import DeltaTable
 
-from zenskar_pipeline.local_warehouse import tables
-from zenskar_pipeline.local_warehouse.server import LocalWarehouse
+from zenskar_devtools.local_warehouse import tables
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline_tests.conftest import connect
 
 UTC = dt.UTC

@@ -9,8 +9,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from zenskar_pipeline.local_warehouse import tables
-from zenskar_pipeline.local_warehouse.server import LocalWarehouse
+from zenskar_devtools.local_warehouse import tables
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
 
 ALL_TYPES = pa.schema(
     [

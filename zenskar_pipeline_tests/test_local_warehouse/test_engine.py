@@ -13,11 +13,11 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, WriterProperties, write_deltalake
 
-from zenskar_pipeline.local_warehouse.arrow_types import BatchConformer, databricks_result_columns
-from zenskar_pipeline.local_warehouse.catalog import Catalog
-from zenskar_pipeline.local_warehouse.engine import Engine
-from zenskar_pipeline.local_warehouse.errors import WarehouseError
-from zenskar_pipeline.local_warehouse.statement import Parameter, SessionState, StatementResult
+from zenskar_devtools.local_warehouse.arrow_types import BatchConformer, databricks_result_columns
+from zenskar_devtools.local_warehouse.catalog import Catalog
+from zenskar_devtools.local_warehouse.engine import Engine
+from zenskar_devtools.local_warehouse.errors import WarehouseError
+from zenskar_devtools.local_warehouse.statement import Parameter, SessionState, StatementResult
 
 NOON_UTC = datetime(2024, 1, 1, 12, tzinfo=UTC)
 

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from zenskar_pipeline.local_warehouse.live import LiveMix, LiveUsageWriter, LiveVersion, _id_values, run_live
-from zenskar_pipeline.local_warehouse.seed import USAGE_EVENTS, _event_ids, seed_demo
+from zenskar_devtools.local_warehouse.live import LiveMix, LiveUsageWriter, LiveVersion, _id_values, run_live
+from zenskar_devtools.local_warehouse.seed import USAGE_EVENTS, _event_ids, seed_demo
 
 NOW = datetime(2026, 3, 15, 10, 30, tzinfo=UTC)
 ROWS = 2_000

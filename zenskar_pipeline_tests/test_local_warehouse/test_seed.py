@@ -13,9 +13,9 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from zenskar_pipeline.local_warehouse import tables
-from zenskar_pipeline.local_warehouse.layout import CHANGE_DATA_FEED_PROPERTY, PRIMARY_KEY_PROPERTY, TableName
-from zenskar_pipeline.local_warehouse.seed import (
+from zenskar_devtools.local_warehouse import tables
+from zenskar_devtools.local_warehouse.layout import CHANGE_DATA_FEED_PROPERTY, PRIMARY_KEY_PROPERTY, TableName
+from zenskar_devtools.local_warehouse.seed import (
     COMPUTE_HOURS,
     CUSTOMERS,
     QA_CUSTOMER,

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
-from zenskar_pipeline.local_warehouse.layout import CHANGE_DATA_FEED_PROPERTY, PRIMARY_KEY_PROPERTY, TableName
+from zenskar_devtools.local_warehouse.layout import CHANGE_DATA_FEED_PROPERTY, PRIMARY_KEY_PROPERTY, TableName
 
 Data: TypeAlias = pa.Table | pa.RecordBatchReader
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from zenskar_pipeline.local_warehouse.errors import WarehouseError, parse_error, table_not_found
+from zenskar_devtools.local_warehouse.errors import WarehouseError, parse_error, table_not_found
 
 _TYPE_NAMES = {"INT8": "TINYINT", "INT16": "SMALLINT", "INT32": "INT", "INT64": "BIGINT", "VARCHAR": "STRING"}
 

@@ -14,7 +14,7 @@ from functools import lru_cache
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from zenskar_pipeline.local_warehouse.statement import ResultColumn
+from zenskar_devtools.local_warehouse.statement import ResultColumn
 
 _MAX_DECIMAL_PRECISION = 38
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from databricks.sql.thrift_api.TCLIService import ttypes as t
 
-from zenskar_pipeline.local_warehouse.statement import StatementResult
+from zenskar_devtools.local_warehouse.statement import StatementResult
 
 _OK = t.TStatus(statusCode=t.TStatusCode.SUCCESS_STATUS)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from zenskar_pipeline.local_warehouse.catalog import Catalog
-from zenskar_pipeline.local_warehouse.engine import table_result
-from zenskar_pipeline.local_warehouse.statement import SessionState, StatementResult
+from zenskar_devtools.local_warehouse.catalog import Catalog
+from zenskar_devtools.local_warehouse.engine import table_result
+from zenskar_devtools.local_warehouse.statement import SessionState, StatementResult
 
 
 def metadata_call(

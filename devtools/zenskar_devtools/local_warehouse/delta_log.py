@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from zenskar_pipeline.local_warehouse.errors import WarehouseError
+from zenskar_devtools.local_warehouse.errors import WarehouseError
 
 _COMMIT_FILE = re.compile(r"^(\d{20})\.json$")
 _CHECKPOINT_FILE = re.compile(r"^(\d{20})\.checkpoint\b")

@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pyarrow as pa
 
-from zenskar_pipeline.local_warehouse.catalog import Catalog
-from zenskar_pipeline.local_warehouse.errors import WarehouseError
-from zenskar_pipeline.local_warehouse.statement import SessionState
+from zenskar_devtools.local_warehouse.catalog import Catalog
+from zenskar_devtools.local_warehouse.errors import WarehouseError
+from zenskar_devtools.local_warehouse.statement import SessionState
 
 TIME_ZONE_KEY = "spark.sql.session.timeZone"
 

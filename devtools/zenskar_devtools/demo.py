@@ -16,13 +16,13 @@ from pathlib import Path
 
 from deltalake import DeltaTable
 
+from zenskar_devtools.local_warehouse.seed import seed_demo
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline import runner
 from zenskar_pipeline.config import load_config
 from zenskar_pipeline.databricks import DatabricksResource
 from zenskar_pipeline.databricks.discovery import discover_tables
 from zenskar_pipeline.defs import build_definitions
-from zenskar_pipeline.local_warehouse.seed import seed_demo
-from zenskar_pipeline.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.state import save_state, validate_streams
 
 DEMO_ROOT = Path("data/warehouse")

@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from zenskar_pipeline.local_warehouse import tables
-from zenskar_pipeline.local_warehouse.seed import (
+from zenskar_devtools.local_warehouse import tables
+from zenskar_devtools.local_warehouse.seed import (
     _DAY,
     _EPOCH,
     _HOUR,

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlparse
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from zenskar_pipeline.local_warehouse.delta_log import (
+from zenskar_devtools.local_warehouse.delta_log import (
     LogFiles,
     any_timestamp,
     commit_times,
@@ -20,9 +20,9 @@ from zenskar_pipeline.local_warehouse.delta_log import (
     utc,
     version_not_found,
 )
-from zenskar_pipeline.local_warehouse.delta_types import connector_schema
-from zenskar_pipeline.local_warehouse.errors import WarehouseError
-from zenskar_pipeline.local_warehouse.layout import CHANGE_DATA_FEED_PROPERTY
+from zenskar_devtools.local_warehouse.delta_types import connector_schema
+from zenskar_devtools.local_warehouse.errors import WarehouseError
+from zenskar_devtools.local_warehouse.layout import CHANGE_DATA_FEED_PROPERTY
 
 
 def read_changes(

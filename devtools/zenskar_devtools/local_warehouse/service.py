@@ -17,10 +17,10 @@ import lz4.frame
 import pyarrow as pa
 from databricks.sql.thrift_api.TCLIService import ttypes as t
 
-from zenskar_pipeline.local_warehouse.errors import WarehouseError
-from zenskar_pipeline.local_warehouse.faults import FaultInjector
-from zenskar_pipeline.local_warehouse.result_metadata import result_set_metadata
-from zenskar_pipeline.local_warehouse.statement import Parameter, SessionState, StatementResult
+from zenskar_devtools.local_warehouse.errors import WarehouseError
+from zenskar_devtools.local_warehouse.faults import FaultInjector
+from zenskar_devtools.local_warehouse.result_metadata import result_set_metadata
+from zenskar_devtools.local_warehouse.statement import Parameter, SessionState, StatementResult
 
 log = logging.getLogger(__name__)
 

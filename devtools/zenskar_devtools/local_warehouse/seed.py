@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
-from zenskar_pipeline.local_warehouse import tables
-from zenskar_pipeline.local_warehouse.layout import TableName
+from zenskar_devtools.local_warehouse import tables
+from zenskar_devtools.local_warehouse.layout import TableName
 
 USAGE_EVENTS = TableName("main", "billing", "usage_events")
 CUSTOMERS = TableName("main", "billing", "customers")

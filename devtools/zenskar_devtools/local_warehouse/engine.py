@@ -20,14 +20,14 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.tokens import TokenType
 
-from zenskar_pipeline.local_warehouse.arrow_types import BatchConformer, databricks_result_columns
-from zenskar_pipeline.local_warehouse.catalog import Catalog
-from zenskar_pipeline.local_warehouse.commands import TIME_ZONE_KEY, run_command, validate_time_zone
-from zenskar_pipeline.local_warehouse.duckdb_errors import cancelled, from_duckdb
-from zenskar_pipeline.local_warehouse.errors import WarehouseError, parse_error
-from zenskar_pipeline.local_warehouse.parameters import bind_parameters, number_positional_markers
-from zenskar_pipeline.local_warehouse.sql_rewrite import NONZERO_MACRO_SQL, Evaluate, QueryRewrite, Source
-from zenskar_pipeline.local_warehouse.statement import Parameter, SessionState, StatementResult
+from zenskar_devtools.local_warehouse.arrow_types import BatchConformer, databricks_result_columns
+from zenskar_devtools.local_warehouse.catalog import Catalog
+from zenskar_devtools.local_warehouse.commands import TIME_ZONE_KEY, run_command, validate_time_zone
+from zenskar_devtools.local_warehouse.duckdb_errors import cancelled, from_duckdb
+from zenskar_devtools.local_warehouse.errors import WarehouseError, parse_error
+from zenskar_devtools.local_warehouse.parameters import bind_parameters, number_positional_markers
+from zenskar_devtools.local_warehouse.sql_rewrite import NONZERO_MACRO_SQL, Evaluate, QueryRewrite, Source
+from zenskar_devtools.local_warehouse.statement import Parameter, SessionState, StatementResult
 
 BATCH_ROWS = 65_536
 _T = TypeVar("_T")

@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import DeltaTable, Field
 
-from zenskar_pipeline.local_warehouse import information_schema as views
-from zenskar_pipeline.local_warehouse.change_feed import read_changes
-from zenskar_pipeline.local_warehouse.delta_log import (
+from zenskar_devtools.local_warehouse import information_schema as views
+from zenskar_devtools.local_warehouse.change_feed import read_changes
+from zenskar_devtools.local_warehouse.delta_log import (
     HISTORY_SCHEMA,
     LogFiles,
     after_latest_commit,
@@ -30,9 +30,9 @@ from zenskar_pipeline.local_warehouse.delta_log import (
     utc,
     version_not_found,
 )
-from zenskar_pipeline.local_warehouse.delta_types import databricks_type
-from zenskar_pipeline.local_warehouse.errors import table_not_found
-from zenskar_pipeline.local_warehouse.layout import PRIMARY_KEY_PROPERTY, TableName
+from zenskar_devtools.local_warehouse.delta_types import databricks_type
+from zenskar_devtools.local_warehouse.errors import table_not_found
+from zenskar_devtools.local_warehouse.layout import PRIMARY_KEY_PROPERTY, TableName
 
 # Unity Catalog stores names lower-case; anything else under the root (hidden folders, odd names) is not ours.
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")

@@ -27,12 +27,12 @@ from databricks.sql.thrift_api.TCLIService import TCLIService
 from thrift.protocol import TBinaryProtocol
 from thrift.transport import TTransport
 
-from zenskar_pipeline.local_warehouse.catalog import Catalog
-from zenskar_pipeline.local_warehouse.engine import Engine
-from zenskar_pipeline.local_warehouse.faults import FaultInjector, FaultKind, FaultRule
-from zenskar_pipeline.local_warehouse.metadata_calls import metadata_call
-from zenskar_pipeline.local_warehouse.service import WarehouseService
-from zenskar_pipeline.local_warehouse.tls import ensure_certificate
+from zenskar_devtools.local_warehouse.catalog import Catalog
+from zenskar_devtools.local_warehouse.engine import Engine
+from zenskar_devtools.local_warehouse.faults import FaultInjector, FaultKind, FaultRule
+from zenskar_devtools.local_warehouse.metadata_calls import metadata_call
+from zenskar_devtools.local_warehouse.service import WarehouseService
+from zenskar_devtools.local_warehouse.tls import ensure_certificate
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ def run_dev(warehouse_root: Path, port: int, live: bool = False) -> int:
     if live and env.get("DATABRICKS_SERVER_HOSTNAME"):
         print("--live writes to the local warehouse only, and DATABRICKS_SERVER_HOSTNAME is set: not started")
     if not env.get("DATABRICKS_SERVER_HOSTNAME"):
-        from zenskar_pipeline.local_warehouse.seed import USAGE_EVENTS, seed_demo
-        from zenskar_pipeline.local_warehouse.server import LocalWarehouse
+        from zenskar_devtools.local_warehouse.seed import USAGE_EVENTS, seed_demo
+        from zenskar_devtools.local_warehouse.server import LocalWarehouse
 
         if not USAGE_EVENTS.path(warehouse_root).exists():
             seed_demo(warehouse_root)

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from zenskar_pipeline.local_warehouse import delta_types as types
-from zenskar_pipeline.local_warehouse.errors import table_not_found
-from zenskar_pipeline.local_warehouse.layout import TableName
+from zenskar_devtools.local_warehouse import delta_types as types
+from zenskar_devtools.local_warehouse.errors import table_not_found
+from zenskar_devtools.local_warehouse.layout import TableName
 
 if TYPE_CHECKING:
-    from zenskar_pipeline.local_warehouse.catalog import Catalog, TableInfo
+    from zenskar_devtools.local_warehouse.catalog import Catalog, TableInfo
 
 SYSTEM_CATALOG = "system"
 # The principal shown as owner and author: the local warehouse has no users.

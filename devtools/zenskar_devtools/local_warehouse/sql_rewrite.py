@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 from sqlglot import exp
 
-from zenskar_pipeline.local_warehouse.catalog import Catalog
-from zenskar_pipeline.local_warehouse.errors import WarehouseError
-from zenskar_pipeline.local_warehouse.parameters import POSITIONAL_PREFIX, BoundParameter, lookup
-from zenskar_pipeline.local_warehouse.statement import SessionState
+from zenskar_devtools.local_warehouse.catalog import Catalog
+from zenskar_devtools.local_warehouse.errors import WarehouseError
+from zenskar_devtools.local_warehouse.parameters import POSITIONAL_PREFIX, BoundParameter, lookup
+from zenskar_devtools.local_warehouse.statement import SessionState
 
 NONZERO_MACRO = "__lw_nonzero"
 NONZERO_MACRO_SQL = (

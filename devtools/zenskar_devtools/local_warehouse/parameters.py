@@ -15,8 +15,8 @@ from decimal import Decimal, InvalidOperation
 import sqlglot
 from sqlglot.tokens import TokenType
 
-from zenskar_pipeline.local_warehouse.errors import WarehouseError
-from zenskar_pipeline.local_warehouse.statement import Parameter
+from zenskar_devtools.local_warehouse.errors import WarehouseError
+from zenskar_devtools.local_warehouse.statement import Parameter
 
 POSITIONAL_PREFIX = "__pos_"
 _DECIMAL = re.compile(r"^DECIMAL\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?$", re.IGNORECASE)
