@@ -18,7 +18,7 @@ from deltalake import DeltaTable
 
 from zenskar_devtools.local_warehouse import tables
 from zenskar_devtools.local_warehouse.server import LocalWarehouse
-from zenskar_pipeline_tests.conftest import connect
+from zenskar_devtools.testing import connect
 
 UTC = dt.UTC
 

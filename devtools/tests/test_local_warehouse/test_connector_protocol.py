@@ -18,7 +18,7 @@ from urllib3.exceptions import MaxRetryError
 from zenskar_devtools.local_warehouse import tables
 from zenskar_devtools.local_warehouse.faults import FaultKind, FaultRule
 from zenskar_devtools.local_warehouse.server import LocalWarehouse
-from zenskar_pipeline_tests.conftest import connect
+from zenskar_devtools.testing import connect
 
 # Fast retries so that a retried request costs a fraction of a second.
 FAST_RETRIES = {
