@@ -10,11 +10,13 @@ LIVE ?=
 
 .PHONY: install demo test lint typecheck pytest dev lock bench clean
 
-$(BIN)/.installed: requirements.lock pyproject.toml
+# Both distributions, editable: the product and, beside it, its dev tools (devtools/: the local warehouse, the
+# demo, `dev`). Their dependencies come from the one lock, so neither install resolves anything.
+$(BIN)/.installed: requirements.lock pyproject.toml devtools/pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements.lock
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip install --quiet --no-deps -e . -e devtools
 	touch $@
 
 install: $(BIN)/.installed
@@ -37,9 +39,11 @@ pytest: install
 dev: install
 	$(BIN)/zenskar-pipeline dev $(if $(filter 1 yes true,$(LIVE)),--live)
 
-# Re-pin every dependency after a change to pyproject.toml (needs uv: `pip install uv`).
+# Re-pin every dependency of both distributions after a change to either pyproject.toml (needs uv:
+# `pip install uv`). The product itself is not pinned: it is installed from this repository.
 lock:
-	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	uv pip compile pyproject.toml devtools/pyproject.toml --extra dev --python-version 3.11 \
+		--no-emit-package zenskar-pipeline -o requirements.lock
 
 # One benchmark at a time: each measures speed and memory, so they must not compete with each other.
 bench: install

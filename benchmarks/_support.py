@@ -81,7 +81,7 @@ def event_batches(rows: int, days: int = DAYS) -> pa.RecordBatchReader:
 
 def write_events(root: Path, rows: int, days: int = DAYS) -> None:
     """The source table TABLE under the warehouse `root`, with `event_id` as its primary key."""
-    from zenskar_pipeline.local_warehouse import tables
+    from zenskar_devtools.local_warehouse import tables
 
     tables.create_table(root, TABLE, event_batches(rows, days), primary_key=["event_id"])
 

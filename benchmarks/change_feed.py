@@ -42,7 +42,7 @@ def _changed_rows(root: Path, rows: int, shape: str, seed: int) -> int:
     import pyarrow.compute as pc
     from deltalake import DeltaTable
 
-    from zenskar_pipeline.local_warehouse import tables
+    from zenskar_devtools.local_warehouse import tables
 
     count = max(1, rows // 100)
     rng = np.random.default_rng(seed)
@@ -117,7 +117,7 @@ def main() -> None:
     if args.child:
         child(json.loads(args.child[0]), Path(args.child[1]), Path(args.child[2]), rows)
         return
-    from zenskar_pipeline.local_warehouse import tables
+    from zenskar_devtools.local_warehouse import tables
 
     note = machine_note()
     with tempfile.TemporaryDirectory(prefix="bench-change-feed-") as tmp:

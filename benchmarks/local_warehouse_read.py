@@ -24,7 +24,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from zenskar_pipeline.local_warehouse import tables
+from zenskar_devtools.local_warehouse import tables
 
 CHUNK = 500_000
 

@@ -28,8 +28,8 @@ import pyarrow as pa
 import yaml
 from _support import databricks_resource, local_warehouse, machine_note, print_table, verdict
 
+from zenskar_devtools.local_warehouse import tables
 from zenskar_pipeline.databricks import DatabricksResource, DatabricksSession
-from zenskar_pipeline.local_warehouse import tables
 
 CATALOG = "main"
 SCHEMA = "bench_sensor"

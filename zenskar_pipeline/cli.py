@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import sys
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -21,135 +19,63 @@ if TYPE_CHECKING:
     from zenskar_pipeline.runner import Plan, StreamResult
 
 
-@click.group()
+PLUGIN_GROUP = "zenskar_pipeline.commands"
+
+
+class PipelineCommands(click.Group):
+    """The built-in commands plus the click commands that installed distributions register under the
+    entry-point group `zenskar_pipeline.commands`, each under its entry point's name. That is how
+    zenskar-pipeline-devtools adds `warehouse`, `demo` and `dev` without the product importing it.
+
+    Plugins load on the first lookup that needs them (a command that is not built in, or the list for
+    `--help`), so the built-in commands run without importing any plugin. A plugin that fails to load, or
+    is not a click command, or takes a name already in use, is left out with one line on stderr.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plugins_loaded = False
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and not self._plugins_loaded:
+            self._load_plugins()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugins()
+        return super().list_commands(ctx)
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        for entry_point in entry_points(group=PLUGIN_GROUP):
+            if entry_point.name in self.commands:
+                _warn_plugin(entry_point, "a command of that name exists already")
+                continue
+            try:
+                command = entry_point.load()
+            except Exception as error:  # a broken dev install must not take the product's commands down
+                _warn_plugin(entry_point, f"cannot be loaded: {type(error).__name__}: {error}")
+                continue
+            if not isinstance(command, click.Command):
+                _warn_plugin(entry_point, f"is a {type(command).__name__}, not a click command")
+                continue
+            self.add_command(command, entry_point.name)
+
+
+def _warn_plugin(entry_point: EntryPoint, problem: str) -> None:
+    source = entry_point.dist.name if entry_point.dist is not None else "an unknown distribution"
+    plugin = f"plugin command {entry_point.name!r} ({entry_point.value}, from {source})"
+    line = f"zenskar-pipeline: left out {plugin}: {problem}"
+    click.echo(" ".join(line.split()), err=True)  # one line, whatever the error's message holds
+
+
+@click.group(cls=PipelineCommands)
 def main() -> None:
     """Keep exact Delta copies of Databricks Unity Catalog tables for usage-based billing."""
-
-
-@main.group()
-def warehouse() -> None:
-    """The bundled local Databricks SQL warehouse (for development, tests and the demo)."""
-
-
-@warehouse.command()
-@click.option(
-    "--root", type=click.Path(file_okay=False, path_type=Path), required=True, help="Delta tables root."
-)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=0, help="0 picks a free port.")
-@click.option("--token", default=None, help="The access token clients must send (default: a random one).")
-@click.option(
-    "--client-id", default="local-service-principal", show_default=True, help="OAuth M2M client id."
-)
-@click.option("--client-secret", default=None, help="OAuth M2M client secret (default: a random one).")
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where the certificate, connection.env and oauth.env go (default: <root>/.warehouse).",
-)
-def serve(
-    root: Path,
-    host: str,
-    port: int,
-    token: str | None,
-    client_id: str,
-    client_secret: str | None,
-    state_dir: Path | None,
-) -> None:
-    """Serve the Delta tables under ROOT to databricks-sql-connector until interrupted."""
-    from zenskar_pipeline.local_warehouse.server import LocalWarehouse
-
-    root.mkdir(parents=True, exist_ok=True)
-    server = LocalWarehouse(
-        root,
-        host=host,
-        port=port,
-        token=token,
-        state_dir=state_dir,
-        client_id=client_id,
-        client_secret=client_secret,
-    )
-    server.write_connection_env()
-    click.echo(server.info.json_line(), nl=True)
-    sys.stdout.flush()
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
-
-
-@warehouse.command("seed-demo")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--rows", type=click.IntRange(1, 10_000_000), default=100_000, show_default=True)
-@click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same tables.")
-@click.option(
-    "--live",
-    is_flag=True,
-    help="Then keep writing new versions of main.billing.usage_events (new events, late corrections, "
-    "deletes) until interrupted; an already seeded ROOT is not seeded again.",
-)
-@click.option(
-    "--interval",
-    type=click.FloatRange(min=0),
-    default=5.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="With --live: the pause between two steps of writes.",
-)
-def seed_demo(root: Path, rows: int, seed: int, live: bool, interval: float) -> None:
-    """Write the demo billing tables (several Delta versions) under ROOT."""
-    from zenskar_pipeline.local_warehouse.seed import USAGE_EVENTS
-    from zenskar_pipeline.local_warehouse.seed import seed_demo as write_demo
-
-    if live and USAGE_EVENTS.path(root).exists():
-        click.echo(f"{USAGE_EVENTS} is already seeded under {root}: not seeding again")
-    else:
-        try:
-            summary = write_demo(root, rows=rows, seed=seed)
-        except FileExistsError as error:
-            raise click.ClickException(f"{error}; --live writes new versions on top of them") from None
-        for line in summary.lines():
-            click.echo(line)
-    if live:
-        _write_live(root, seed, interval)
-
-
-def _write_live(root: Path, seed: int, interval: float) -> None:
-    from zenskar_pipeline.local_warehouse.live import LiveUsageWriter, LiveVersion, run_live_until_signalled
-
-    try:
-        writer = LiveUsageWriter.open(root, seed=seed)
-    except (FileNotFoundError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
-
-    def echo(version: LiveVersion) -> None:
-        click.echo(version.line())
-        sys.stdout.flush()  # each line as its version lands, also through a pipe
-
-    click.echo(f"Writing new versions every {interval:g} s; Ctrl-C stops after the version under way")
-    written = run_live_until_signalled(writer, interval=interval, on_version=echo)
-    click.echo(f"Stopped after {written} live version(s)")
-
-
-@main.command()
-@click.option(
-    "--warehouse-root", type=click.Path(file_okay=False, path_type=Path), default=Path("data/warehouse")
-)
-@click.option("--port", type=int, default=3000, show_default=True, help="The Dagster UI's port.")
-@click.option(
-    "--live",
-    is_flag=True,
-    help="Also keep writing new versions of the demo usage events (`seed-demo --live`).",
-)
-def dev(warehouse_root: Path, port: int, live: bool) -> None:
-    """`dagster dev` on workspace.yaml; against the local warehouse unless DATABRICKS_* is set."""
-    from zenskar_pipeline.dev import run_dev
-
-    sys.exit(run_dev(warehouse_root, port, live=live))
 
 
 _CONFIG_OPTION = click.option(
@@ -409,14 +335,6 @@ def _echo_finish(plan: Plan, result: StreamResult) -> None:
         )
     else:
         click.echo(f"   {result.stream}: failed after {result.seconds:.1f} s")
-
-
-@main.command()
-def demo() -> None:
-    """What `make demo` runs."""
-    from zenskar_pipeline.demo import run_demo
-
-    sys.exit(run_demo())
 
 
 if __name__ == "__main__":

@@ -1,49 +1,14 @@
-"""One local warehouse per test session, served over HTTPS to the real databricks-sql-connector."""
+"""Helpers of the product's tests. The session's local warehouse (the `warehouse` and `cursor` fixtures)
+and `connect` come from the zenskar_devtools.testing pytest plugin, which the warehouse's tests share."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
-import pytest
-from databricks import sql
+from typing import TYPE_CHECKING
 
 from zenskar_pipeline.databricks import DatabricksResource
-from zenskar_pipeline.local_warehouse.server import ConnectionInfo, LocalWarehouse
 
-os.environ["TZ"] = "UTC"
-
-
-@pytest.fixture(scope="session")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalWarehouse]:
-    root = tmp_path_factory.mktemp("warehouse")
-    server = LocalWarehouse(root, idle_timeout_s=60)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_faults(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    if "warehouse" in request.fixturenames:
-        request.getfixturevalue("warehouse").faults.clear()
-
-
-def connect(info: ConnectionInfo, **kwargs: Any) -> Any:
-    """A plain `databricks.sql.connect` with the printed settings, as a user would write it."""
-    options: dict[str, Any] = {
-        "server_hostname": info.server_hostname,
-        "port": info.port,
-        "http_path": info.http_path,
-        "access_token": info.access_token,
-        "_tls_trusted_ca_file": info.tls_ca_file,
-        "enable_telemetry": False,
-    }
-    options.update(kwargs)
-    return sql.connect(**options)
+if TYPE_CHECKING:
+    from zenskar_devtools.local_warehouse.server import LocalWarehouse
 
 
 def databricks_resource(warehouse: LocalWarehouse) -> DatabricksResource:
@@ -56,15 +21,3 @@ def databricks_resource(warehouse: LocalWarehouse) -> DatabricksResource:
         access_token=info.access_token,
         tls_ca_file=info.tls_ca_file,
     )
-
-
-@pytest.fixture
-def warehouse_root(warehouse: LocalWarehouse) -> Path:
-    return warehouse.root
-
-
-@pytest.fixture
-def cursor(warehouse: LocalWarehouse) -> Iterator[Any]:
-    """A cursor on a fresh connection to the session's warehouse, closed after the test."""
-    with connect(warehouse.info) as connection, connection.cursor() as cur:
-        yield cur

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from zenskar_pipeline.demo import run_demo
-from zenskar_pipeline.local_warehouse.server import LocalWarehouse
+from zenskar_devtools.demo import run_demo
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline_tests.test_defs.conftest import CUSTOMERS, EVENTS, source_tables
 
 CLI = [sys.executable, "-m", "zenskar_pipeline.cli"]

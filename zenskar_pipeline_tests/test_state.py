@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.config import ConfigError, PipelineConfig, TableName
 from zenskar_pipeline.databricks.discovery import DiscoveredCatalog, DiscoveredColumn, DiscoveredTable
-from zenskar_pipeline.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.state import (
     FORMAT_VERSION,
     StateCorruptError,

@@ -12,6 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from zenskar_devtools.local_warehouse import tables
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.config import PipelineConfig, TableName
 from zenskar_pipeline.databricks.discovery import (
     DiscoveredCatalog,
@@ -21,8 +23,6 @@ from zenskar_pipeline.databricks.discovery import (
     TypeFamily,
     discover_tables,
 )
-from zenskar_pipeline.local_warehouse import tables
-from zenskar_pipeline.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.state import load_state
 from zenskar_pipeline_tests.conftest import databricks_resource
 from zenskar_pipeline_tests.test_config.streams_files import load

@@ -16,6 +16,10 @@ import pytest
 from dagster._core.remote_representation.external_data import RepositorySnap
 from dagster._serdes import serialize_value
 
+from zenskar_devtools.local_warehouse import tables
+from zenskar_devtools.local_warehouse.faults import FaultKind, FaultRule
+from zenskar_devtools.local_warehouse.server import ConnectionInfo, LocalWarehouse
+from zenskar_devtools.testing import connect
 from zenskar_pipeline.databricks import (
     DatabricksConnectionError,
     DatabricksResource,
@@ -23,10 +27,6 @@ from zenskar_pipeline.databricks import (
     quote_identifier,
     quote_table,
 )
-from zenskar_pipeline.local_warehouse import tables
-from zenskar_pipeline.local_warehouse.faults import FaultKind, FaultRule
-from zenskar_pipeline.local_warehouse.server import ConnectionInfo, LocalWarehouse
-from zenskar_pipeline_tests.conftest import connect
 
 STREAM_ROWS = 300_000
 EVENTS = "zdb.resource.events"

@@ -11,11 +11,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from zenskar_devtools.local_warehouse import tables
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.config import PipelineConfig
 from zenskar_pipeline.databricks import DatabricksResource
 from zenskar_pipeline.databricks.discovery import DiscoveredCatalog, discover_tables
-from zenskar_pipeline.local_warehouse import tables
-from zenskar_pipeline.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.streams import load_config
 from zenskar_pipeline_tests.conftest import databricks_resource
 

@@ -12,8 +12,8 @@ import dagster as dg
 import pytest
 from deltalake import DeltaTable
 
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.destinations import PARTITION
-from zenskar_pipeline.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline_tests.test_defs.watched_tables import Pipeline, cursor_stream, event
 
 RANGE_START = "dagster/asset_partition_range_start"

@@ -14,11 +14,11 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
+from zenskar_devtools.local_warehouse import tables
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.databricks import DatabricksResource
 from zenskar_pipeline.destinations import PARTITION, DeltaDestination
 from zenskar_pipeline.destinations.delta import AppTransaction
-from zenskar_pipeline.local_warehouse import tables
-from zenskar_pipeline.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.sync import app_id
 from zenskar_pipeline_tests.conftest import databricks_resource
 from zenskar_pipeline_tests.test_defs.watched_tables import (

@@ -13,12 +13,12 @@ import dagster as dg
 import pyarrow as pa
 import yaml
 
+from zenskar_devtools.local_warehouse import tables
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.databricks.discovery import discover_tables
 from zenskar_pipeline.defs import build_definitions
 from zenskar_pipeline.defs.requests import RANGE_END, RANGE_START
 from zenskar_pipeline.defs.sensor import SENSOR_NAME
-from zenskar_pipeline.local_warehouse import tables
-from zenskar_pipeline.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.streams import load_config
 from zenskar_pipeline_tests.conftest import databricks_resource
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from zenskar_devtools.local_warehouse import tables
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline import runner
-from zenskar_pipeline.local_warehouse import tables
-from zenskar_pipeline.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline_tests.test_end_to_end.project import CopyState, copy_state, land
 
 CATALOG = "ze2e_bad"

@@ -18,11 +18,11 @@ import dagster as dg
 from click.testing import CliRunner
 from deltalake import DeltaTable
 
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline import runner
 from zenskar_pipeline.cli import main
 from zenskar_pipeline.databricks.discovery import discover_tables
 from zenskar_pipeline.defs import build_definitions
-from zenskar_pipeline.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.state import save_state
 from zenskar_pipeline.streams import load_config, validate_streams
 from zenskar_pipeline_tests.conftest import databricks_resource

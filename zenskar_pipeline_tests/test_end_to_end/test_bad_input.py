@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zenskar_pipeline.local_warehouse.server import LocalWarehouse
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline_tests.test_end_to_end.landed_copies import (
     CUSTOMERS,
     EVENTS,

@@ -8,12 +8,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from zenskar_devtools.local_warehouse import tables
+from zenskar_devtools.local_warehouse.faults import FaultKind, FaultRule
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline import runner
 from zenskar_pipeline.databricks import quote_table
 from zenskar_pipeline.databricks.resource import DEFAULT_BATCH_ROWS
-from zenskar_pipeline.local_warehouse import tables
-from zenskar_pipeline.local_warehouse.faults import FaultKind, FaultRule
-from zenskar_pipeline.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline_tests.conftest import databricks_resource
 from zenskar_pipeline_tests.test_end_to_end.project import (
     copy_state,

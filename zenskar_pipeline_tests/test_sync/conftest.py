@@ -13,6 +13,8 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
+from zenskar_devtools.local_warehouse import tables
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.config import (
     Deletes,
     Granularity,
@@ -26,8 +28,6 @@ from zenskar_pipeline.config import (
 from zenskar_pipeline.databricks import DatabricksSession
 from zenskar_pipeline.databricks.discovery import DiscoveredColumn, DiscoveredTable
 from zenskar_pipeline.destinations import DeltaDestination
-from zenskar_pipeline.local_warehouse import tables
-from zenskar_pipeline.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.sync import PartitionReport, Scope, run_sync
 from zenskar_pipeline_tests.conftest import databricks_resource
 

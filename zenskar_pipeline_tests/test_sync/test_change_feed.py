@@ -13,11 +13,11 @@ import pytest
 from databricks.sql.exc import ServerOperationError
 from deltalake import DeltaTable, write_deltalake
 
+from zenskar_devtools.local_warehouse import tables
+from zenskar_devtools.local_warehouse.faults import FaultKind, FaultRule
 from zenskar_pipeline.config import Deletes, OnMissingHistory, SyncMode
 from zenskar_pipeline.destinations import PARTITION, SOURCE_VERSION
 from zenskar_pipeline.destinations.landing import CHANGE_TYPE, DELETED
-from zenskar_pipeline.local_warehouse import tables
-from zenskar_pipeline.local_warehouse.faults import FaultKind, FaultRule
 from zenskar_pipeline.sync import ChangeFeedHistoryError, app_id
 from zenskar_pipeline_tests.test_sync.conftest import Source, utc
 

@@ -13,6 +13,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from zenskar_devtools.local_warehouse import tables
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.config import (
     Granularity,
     PartitionSpec,
@@ -24,8 +26,6 @@ from zenskar_pipeline.config import (
 from zenskar_pipeline.databricks import DatabricksSession
 from zenskar_pipeline.databricks.discovery import DiscoveredColumn, DiscoveredTable, TypeFamily
 from zenskar_pipeline.destinations import PARTITION, DeltaDestination
-from zenskar_pipeline.local_warehouse import tables
-from zenskar_pipeline.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.sync.calendar import PartitionCalendar
 from zenskar_pipeline.sync.changed_partitions import (
     Requested,

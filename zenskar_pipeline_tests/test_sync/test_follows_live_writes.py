@@ -13,13 +13,13 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
+from zenskar_devtools.local_warehouse.live import LiveMix, LiveUsageWriter
+from zenskar_devtools.local_warehouse.seed import USAGE_EVENTS, seed_demo
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.databricks.discovery import discover_tables
 from zenskar_pipeline.defs import build_definitions
 from zenskar_pipeline.destinations import PARTITION
 from zenskar_pipeline.destinations.landing import DELETED
-from zenskar_pipeline.local_warehouse.live import LiveMix, LiveUsageWriter
-from zenskar_pipeline.local_warehouse.seed import USAGE_EVENTS, seed_demo
-from zenskar_pipeline.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.streams import load_config
 from zenskar_pipeline_tests.conftest import databricks_resource
 

@@ -1,0 +1,123 @@
+"""`make demo`: seed the bundled local warehouse, serve it, discover the demo streams, sync every one of them
+through Dagster into Delta copies, and show what landed.
+
+Partitioned streams run as one single-run backfill of their last `DEMO_PARTITIONS` partitions, unpartitioned
+ones whole. Runs go to the project's Dagster instance (`DAGSTER_HOME`, `.dagster_home` from the Makefile),
+created with the project's `dagster.yaml` when missing, so that `make dev` shows them afterwards; without
+`DAGSTER_HOME` they go to a temporary instance.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from deltalake import DeltaTable
+
+from zenskar_devtools.local_warehouse.seed import seed_demo
+from zenskar_devtools.local_warehouse.server import LocalWarehouse
+from zenskar_pipeline import runner
+from zenskar_pipeline.databricks import DatabricksResource
+from zenskar_pipeline.databricks.discovery import discover_tables
+from zenskar_pipeline.defs import build_definitions
+from zenskar_pipeline.state import save_state
+from zenskar_pipeline.streams import load_config, validate_streams
+
+DEMO_ROOT = Path("data/warehouse")
+DEMO_CONFIG = Path("streams.yaml")
+DEMO_PARTITIONS = 7
+
+
+def run_demo(
+    root: Path = DEMO_ROOT,
+    rows: int = 100_000,
+    config_file: Path = DEMO_CONFIG,
+    dagster_home: str | None = None,
+) -> int:
+    started = time.monotonic()
+    config = load_config(config_file)
+    if root.exists():
+        shutil.rmtree(root)
+    print(f"Seeding the demo tables under {root} ...")
+    seed_demo(root, rows=rows)
+    server = LocalWarehouse(root)
+    info = server.start()
+    print(f"Local warehouse on https://{info.server_hostname}:{info.port}{info.http_path}\n")
+    databricks = DatabricksResource(
+        server_hostname=info.server_hostname,
+        port=info.port,
+        http_path=info.http_path,
+        access_token=info.access_token,
+        tls_ca_file=info.tls_ca_file,
+    )
+    try:
+        with databricks.session() as session:
+            found = discover_tables(session, config)
+        save_state(found, config.state_path)
+        streams = validate_streams(config, found)
+        print(f"Discovered {len(found.tables)} table(s); wrote {config.state_path}\n")
+        for stream in streams:  # a fresh seed, a fresh copy
+            if "://" not in stream.destination_uri and Path(stream.destination_uri).exists():
+                shutil.rmtree(stream.destination_uri)
+        plans = [runner.plan_stream(s, runner.last_keys(s, DEMO_PARTITIONS)) for s in streams]
+        defs = build_definitions(config, found, databricks=databricks)
+        home = dagster_home if dagster_home is not None else _project_dagster_home()
+        with runner.dagster_instance(home) as instance:
+            results = runner.run_streams(defs, plans, instance, on_start=_start, on_finish=_finish)
+        print()
+        for line in runner.summary_lines(results):
+            print(line)
+        print()
+        for stream in streams:
+            _show_copy(stream.name, stream.destination_uri)
+    finally:
+        server.stop()
+    failed = [r for r in results if not r.ok]
+    for result in failed:
+        print(f"{result.stream}: {result.error}")
+    print(
+        f"Demo finished in {time.monotonic() - started:.0f} s. Next: `make dev` serves these tables and "
+        "opens the Dagster UI (http://127.0.0.1:3000), where the demo's runs and copies are listed; "
+        "`make dev LIVE=1` also keeps writing new versions of the usage events, and the sensor "
+        "delta_version_sensor runs the partitions they change; "
+        f"`zenskar-pipeline warehouse serve --root {root}` serves the tables alone."
+    )
+    return 1 if failed else 0
+
+
+def _project_dagster_home() -> str | None:
+    """`DAGSTER_HOME`, created with the project's dagster.yaml when missing; None when unset."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return None
+    folder = Path(home)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "dagster.yaml").exists() and Path("dagster.yaml").exists():
+        shutil.copyfile("dagster.yaml", folder / "dagster.yaml")
+    return str(folder)
+
+
+def _start(plan: runner.Plan) -> None:
+    print(f"-> {plan.stream.name}: {plan.label}", flush=True)
+
+
+def _finish(plan: runner.Plan, result: runner.StreamResult) -> None:
+    status = "" if result.ok else "  FAILED"
+    print(
+        f"   {result.rows_written:,} rows written ({result.rows_read:,} read) in {result.seconds:.1f} s, "
+        f"{result.rows_per_second:,.0f} rows/s{status}",
+        flush=True,
+    )
+
+
+def _show_copy(name: str, uri: str) -> None:
+    try:
+        table = DeltaTable(uri)
+    except Exception as error:  # nothing landed (a failed stream)
+        print(f"{name} -> {uri}: no copy ({type(error).__name__})\n")
+        return
+    data = table.to_pyarrow_table()
+    print(f"{name} -> {uri}  version {table.version()}  {data.num_rows:,} rows")
+    print(data.slice(0, 3).to_pandas().to_string(index=False, max_colwidth=30), "\n")

@@ -1,0 +1,72 @@
+"""`make dev`: the Dagster UI on this code location, against Databricks or the bundled local warehouse.
+
+With `DATABRICKS_SERVER_HOSTNAME` set, the pipeline talks to that workspace. Without it, the demo tables are
+seeded (once) under the warehouse root and served locally, and its settings are handed to Dagster as the
+`DATABRICKS_*` variables. Either way `discover` refreshes the cache the code location loads from first.
+With `live`, a `seed-demo --live` process keeps writing new versions of the demo usage events meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT_DAGSTER_HOME = Path(".dagster_home")
+
+
+def run_dev(warehouse_root: Path, port: int, live: bool = False) -> int:
+    env = dict(os.environ, TZ="UTC")
+    dagster_home = Path(env.setdefault("DAGSTER_HOME", str(PROJECT_DAGSTER_HOME.resolve())))
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile("dagster.yaml", dagster_home / "dagster.yaml")
+    server = None
+    live_writer: subprocess.Popen[bytes] | None = None
+    if live and env.get("DATABRICKS_SERVER_HOSTNAME"):
+        print("--live writes to the local warehouse only, and DATABRICKS_SERVER_HOSTNAME is set: not started")
+    if not env.get("DATABRICKS_SERVER_HOSTNAME"):
+        from zenskar_devtools.local_warehouse.seed import USAGE_EVENTS, seed_demo
+        from zenskar_devtools.local_warehouse.server import LocalWarehouse
+
+        if not USAGE_EVENTS.path(warehouse_root).exists():
+            seed_demo(warehouse_root)
+        server = LocalWarehouse(warehouse_root)
+        env.update(server.start().env())
+        print(f"Local warehouse serving {warehouse_root} at {server.info.server_hostname}:{server.info.port}")
+    try:
+        # The code location loads from the discovery cache: refresh it first, so the UI shows today's tables.
+        discovered = subprocess.call([sys.executable, "-m", "zenskar_pipeline.cli", "discover"], env=env)
+        if discovered != 0:
+            return discovered
+        if live and server is not None:
+            live_writer = _start_live_writer(warehouse_root, env)
+        command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)]
+        return subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if live_writer is not None:
+            _stop_live_writer(live_writer)
+        if server is not None:
+            server.stop()
+
+
+def _start_live_writer(warehouse_root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`seed-demo --live` on the root just served, as its own process: its writes do not compete with the
+    warehouse's threads for this process's interpreter, and its lines go to this terminal."""
+    command = [sys.executable, "-m", "zenskar_pipeline.cli", "warehouse", "seed-demo"]
+    return subprocess.Popen([*command, "--root", str(warehouse_root), "--live"], env=env)
+
+
+def _stop_live_writer(live_writer: subprocess.Popen[bytes]) -> None:
+    """SIGTERM lets the version under way finish (a Ctrl-C in the terminal has sent it SIGINT already)."""
+    if live_writer.poll() is None:
+        live_writer.send_signal(signal.SIGTERM)
+    try:
+        live_writer.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        live_writer.kill()
+        live_writer.wait()
