@@ -33,7 +33,7 @@ from databricks.sql.exc import ServerOperationError
 
 from zenskar_pipeline.config import OnMissingHistory
 from zenskar_pipeline.databricks import statements
-from zenskar_pipeline.databricks.statements import CHANGE_TYPE, COMMIT_VERSION
+from zenskar_pipeline.databricks.statements import CHANGE_TYPE, COMMIT_TIMESTAMP, COMMIT_VERSION
 from zenskar_pipeline.destinations import PARTITION, SOURCE_VERSION, AppTransaction, WriteResult
 from zenskar_pipeline.destinations.landing import count_values
 from zenskar_pipeline.errors import first_line
@@ -290,13 +290,17 @@ class ChangeFeedStrategy(SyncStrategy):
         rows = rows.append_column(SOURCE_VERSION, commit_version)
         wanted = pc.invert(is_pre)
         windows = tuple(sorted(str(key) for key in pc.unique(keys.filter(inside)).to_pylist()))
-        result = self.land(
-            feed,
-            Changes(
-                rows.filter(wanted), change_type.filter(wanted), classified.outside.filter(wanted), windows
-            ),
-            version,
+        committed_at = None
+        if self.commit_timestamps:
+            committed_at = changes.column(COMMIT_TIMESTAMP).combine_chunks().filter(wanted)
+        landed = Changes(
+            rows.filter(wanted),
+            change_type.filter(wanted),
+            classified.outside.filter(wanted),
+            windows,
+            committed_at,
         )
+        result = self.land(feed, landed, version)
         recorded = feed.run.destination.transaction_version(feed.transaction_id)
         if recorded is None or recorded < version:
             # The changes touched no row of the copy; the synced-through version still moves on.
