@@ -113,8 +113,14 @@ class Destination(ABC):
         """Rows not marked `_zenskar_deleted` (all rows when the copy keeps no tombstones)."""
 
     @abstractmethod
-    def duplicate_keys(self, key: Sequence[str]) -> int:
-        """How many values of `key` more than one row holds (NULL equal to NULL)."""
+    def duplicate_keys(self, key: Sequence[str], *, only_where: str | None = None) -> int:
+        """How many values of `key` more than one row holds (NULL equal to NULL); with `only_where`, among
+        the rows whose boolean column of that name is true."""
+
+    @abstractmethod
+    def key_values(self, key: Sequence[str], *, only_where: str | None = None) -> pa.Table:
+        """The `key` columns of every row (with `only_where`, of the rows whose boolean column of that name
+        is true); empty when the copy does not exist."""
 
     @abstractmethod
     def holds_version(self, partitions: Sequence[str] | None, version: int) -> bool:
@@ -194,6 +200,7 @@ class Destination(ABC):
         compare: Sequence[str],
         source_version: int | None = None,
         partitions: Sequence[str] | None = None,
+        app_transaction: AppTransaction | None = None,
     ) -> WriteResult:
         """Rows matched on `on` (NULL equal to NULL) are rewritten when any `compare` column differs, the
         others inserted; `rows` are landed as given (system columns included), stamped with

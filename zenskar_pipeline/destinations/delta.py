@@ -165,13 +165,21 @@ class DeltaDestination(Destination):
         live = pc.field(DELETED).is_null() | (pc.field(DELETED) == pc.scalar(False))
         return int(dataset.count_rows(filter=live))
 
-    def duplicate_keys(self, key: Sequence[str]) -> int:
+    def duplicate_keys(self, key: Sequence[str], *, only_where: str | None = None) -> int:
         """How many key values more than one row of the copy holds (NULL equal to NULL)."""
-        if not self.exists():
+        keys = self.key_values(key, only_where=only_where)
+        if keys.num_rows == 0:
             return 0
-        keys = self._table().to_pyarrow_dataset().to_table(columns=list(key))
         grouped = keys.group_by(list(key), use_threads=False).aggregate([([], "count_all")])
         return int(pc.sum(pc.greater(grouped.column("count_all"), 1)).as_py() or 0)
+
+    def key_values(self, key: Sequence[str], *, only_where: str | None = None) -> pa.Table:
+        """See `Destination.key_values`."""
+        if not self.exists():
+            return pa.table({name: pa.array([], pa.null()) for name in key})
+        dataset = self._table().to_pyarrow_dataset()
+        where = None if only_where is None else pc.field(only_where) == pc.scalar(True)
+        return dataset.to_table(columns=list(key), filter=where)
 
     def high_water_marks(
         self, cursor_field: str, partitions: Sequence[str] | None = None
@@ -447,6 +455,7 @@ class DeltaDestination(Destination):
         compare: Sequence[str],
         source_version: int | None = None,
         partitions: Sequence[str] | None = None,
+        app_transaction: AppTransaction | None = None,
     ) -> WriteResult:
         """See `Destination.upsert`: one merge on `on`, updating a matched row when a `compare` column
         differs, inserting the others; rows that match a row of the copy exactly are dropped first."""
@@ -469,13 +478,16 @@ class DeltaDestination(Destination):
                     source_alias="s",
                     target_alias="t",
                     merge_schema=bool(prepared.plan.added),
+                    commit_properties=commit_properties(app_transaction),
                 )
                 .when_matched_update_all(f"({changed})")
                 .when_not_matched_insert_all()
                 .execute()
             )
 
-        result = self.commit_merge(rows, prepared.plan, merge, by_partition=False)
+        result = self.commit_merge(
+            rows, prepared.plan, merge, by_partition=False, app_transaction=app_transaction
+        )
         return self._with_stamped_counts(result, rows)
 
     # --- the steps --------------------------------------------------------------------------------------
