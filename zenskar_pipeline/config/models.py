@@ -23,6 +23,7 @@ class SyncMode(StrEnum):
     FULL_REFRESH = "full_refresh"
     INCREMENTAL_APPEND = "incremental_append"
     INCREMENTAL_APPEND_DEDUPED = "incremental_append_deduped"
+    HISTORY = "history"
 
 
 class Granularity(StrEnum):

@@ -127,7 +127,7 @@ def test_a_bad_default_is_reported_once_and_rules_name_its_origin(tmp_path: Path
     )
     assert problems == [
         "defaults: sync_mode: 'incremental_apend' is not a sync mode; did you mean 'incremental_append'? "
-        "(full_refresh | incremental_append | incremental_append_deduped)",
+        "(full_refresh | incremental_append | incremental_append_deduped | history)",
         "stream main.billing.a: change_feed: full_refresh copies the whole scope each run and cannot apply "
         "the "
         "change feed (change_feed comes from defaults); set change_feed: false, or sync_mode: "

@@ -31,14 +31,14 @@ STREAM = "stream main.billing.usage_events"
             "sync_mode: incremental_apend",
             f"{STREAM}: sync_mode: 'incremental_apend' is not a sync mode; did you mean "
             "'incremental_append'? "
-            "(full_refresh | incremental_append | incremental_append_deduped)",
+            "(full_refresh | incremental_append | incremental_append_deduped | history)",
             id="misspelt-mode",
         ),
         pytest.param(
             "sync_mode: upsert",
             f"{STREAM}: sync_mode: 'upsert' is not a sync mode; use one of full_refresh | incremental_append "
             "| "
-            "incremental_append_deduped",
+            "incremental_append_deduped | history",
             id="unknown-mode",
         ),
         pytest.param(

@@ -7,6 +7,8 @@
 | incremental_append_deduped | false | `incremental_deduped.IncrementalDeduped` |
 | incremental_append | true | `change_feed_append.ChangeFeedAppend` |
 | incremental_append_deduped | true | `change_feed_deduped.ChangeFeedDeduped` |
+| history | false | `history.HistoryByCursor` |
+| history | true | `history.HistoryByChangeFeed` |
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from zenskar_pipeline.sync.modes.base import SyncRun, SyncStrategy
 from zenskar_pipeline.sync.modes.change_feed_append import ChangeFeedAppend
 from zenskar_pipeline.sync.modes.change_feed_deduped import ChangeFeedDeduped
 from zenskar_pipeline.sync.modes.full_refresh import FullRefresh
+from zenskar_pipeline.sync.modes.history import HistoryByChangeFeed, HistoryByCursor
 from zenskar_pipeline.sync.modes.incremental_append import IncrementalAppend
 from zenskar_pipeline.sync.modes.incremental_deduped import IncrementalDeduped
 
@@ -29,6 +32,8 @@ STRATEGIES: dict[tuple[SyncMode, bool], SyncStrategy] = {
         IncrementalDeduped(),
         ChangeFeedAppend(),
         ChangeFeedDeduped(),
+        HistoryByCursor(),
+        HistoryByChangeFeed(),
     )
 }
 
