@@ -22,6 +22,7 @@ from zenskar_pipeline import runner
 from zenskar_pipeline.databricks import DatabricksResource
 from zenskar_pipeline.databricks.discovery import discover_tables
 from zenskar_pipeline.defs import build_definitions
+from zenskar_pipeline.destinations import DeltaDestinationResource
 from zenskar_pipeline.state import save_state
 from zenskar_pipeline.streams import load_config, validate_streams
 
@@ -58,9 +59,9 @@ def run_demo(
         save_state(found, config.state_path)
         streams = validate_streams(config, found)
         print(f"Discovered {len(found.tables)} table(s); wrote {config.state_path}\n")
+        destinations = DeltaDestinationResource.from_env()
         for stream in streams:  # a fresh seed, a fresh copy
-            if "://" not in stream.destination_uri and Path(stream.destination_uri).exists():
-                shutil.rmtree(stream.destination_uri)
+            destinations.for_stream(stream).reset()
         plans = [runner.plan_stream(s, runner.last_keys(s, DEMO_PARTITIONS)) for s in streams]
         defs = build_definitions(config, found, databricks=databricks)
         home = dagster_home if dagster_home is not None else _project_dagster_home()

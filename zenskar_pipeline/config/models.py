@@ -220,10 +220,13 @@ class StreamConfig:
 
     def matches(self, table: TableName) -> bool:
         parts = self.table.split(".")
-        return all(
-            re.fullmatch(re.escape(part).replace(r"\*", "[A-Za-z0-9_]*"), actual)
-            for part, actual in zip(parts, table.parts, strict=True)
-        )
+        return all(part_matches(part, actual) for part, actual in zip(parts, table.parts, strict=True))
+
+
+def part_matches(pattern: str, name: str) -> bool:
+    """Whether one part of a table pattern (`usage_*`) matches one part of a name; `*` matches any run of
+    letters, digits and underscores, nothing else."""
+    return re.fullmatch(re.escape(pattern).replace(r"\*", "[A-Za-z0-9_]*"), name) is not None
 
 
 @dataclass(frozen=True)

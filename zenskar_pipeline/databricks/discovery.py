@@ -14,6 +14,7 @@ from enum import StrEnum
 from databricks.sql.exc import ServerOperationError
 
 from zenskar_pipeline.config import PipelineConfig, StreamConfig, TableName
+from zenskar_pipeline.config.models import part_matches
 from zenskar_pipeline.databricks.resource import DatabricksSession
 from zenskar_pipeline.databricks.sql_text import ParameterValue, quote_identifier
 
@@ -148,7 +149,7 @@ def discover_tables(
     catalogs = _catalogs_to_search(session, entries)
     found: dict[str, DiscoveredTable] = {}
     for catalog in catalogs:
-        wanted = [entry for entry in entries if _matches_part(entry.table.split(".")[0], catalog)]
+        wanted = [entry for entry in entries if part_matches(entry.table.split(".")[0], catalog)]
         for table in _discover_catalog(session, catalog, wanted):
             if any(entry.matches(table.name) for entry in wanted):
                 found[str(table.name)] = table
@@ -168,7 +169,7 @@ def _catalogs_to_search(session: DatabricksSession, entries: Sequence[StreamConf
             f"SELECT catalog_name FROM system.{INFORMATION_SCHEMA}.catalogs ORDER BY catalog_name"
         ).to_pylist()
         every = [str(row["catalog_name"]) for row in rows]
-        named |= {name for name in every if any(_matches_part(part, name) for part in parts)}
+        named |= {name for name in every if any(part_matches(part, name) for part in parts)}
     return sorted(named)
 
 
@@ -283,10 +284,6 @@ def _where(row: Mapping[str, object]) -> tuple[str, str]:
 
 def _text(value: object) -> str | None:
     return None if value is None or value == "" else str(value)
-
-
-def _matches_part(pattern: str, name: str) -> bool:
-    return re.fullmatch(re.escape(pattern).replace(r"\*", "[A-Za-z0-9_]*"), name) is not None
 
 
 # -- suggestions ------------------------------------------------------------------------------------------

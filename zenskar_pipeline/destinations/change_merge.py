@@ -18,7 +18,7 @@ from deltalake import DeltaTable, Field
 
 from zenskar_pipeline.destinations import conditions, landing
 from zenskar_pipeline.destinations.base import AppTransaction, ChangeAction, WriteResult
-from zenskar_pipeline.destinations.commits import commit_properties
+from zenskar_pipeline.destinations.commits import merge_into
 from zenskar_pipeline.destinations.landing import CONTENT_HASH, DELETED, PARTITION, SOURCE_VERSION, SYNCED_AT
 
 if TYPE_CHECKING:
@@ -70,13 +70,7 @@ def apply_deduped_changes(
         match = conditions.same_key(primary_key)
         if partitions:
             match += " AND t." + conditions.in_list(PARTITION, partitions)
-        merger = table.merge(
-            ranked,
-            match,
-            source_alias="s",
-            target_alias="t",
-            commit_properties=commit_properties(app_transaction),
-        )
+        merger = merge_into(table, ranked, match, app_transaction=app_transaction)
         if soft_deletes:
             tombstone = {
                 q(DELETED): "true",

@@ -1,9 +1,12 @@
 """How a Delta commit carries an application's version (the change feed's synced-through version) with the
-data it lands, so that both become visible at once or not at all."""
+data it lands, so that both become visible at once or not at all; and the one way the writes open a merge.
+"""
 
 from __future__ import annotations
 
-from deltalake import CommitProperties, Transaction
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction
+from deltalake.table import TableMerger
 
 from zenskar_pipeline.destinations.base import AppTransaction
 
@@ -12,3 +15,23 @@ def commit_properties(app_transaction: AppTransaction | None) -> CommitPropertie
     if app_transaction is None:
         return None
     return CommitProperties(app_transactions=[Transaction(app_transaction.app_id, app_transaction.version)])
+
+
+def merge_into(
+    table: DeltaTable,
+    rows: pa.Table,
+    matched: str,
+    *,
+    app_transaction: AppTransaction | None = None,
+    merge_schema: bool = False,
+) -> TableMerger:
+    """A merge of `rows` (alias `s`) into `table` (alias `t`) on `matched`, committing `app_transaction`
+    with the data; `merge_schema` adds the rows' new columns to the table."""
+    return table.merge(
+        rows,
+        matched,
+        source_alias="s",
+        target_alias="t",
+        merge_schema=merge_schema,
+        commit_properties=commit_properties(app_transaction),
+    )

@@ -34,7 +34,7 @@ from zenskar_pipeline.destinations.base import (
     Rows,
     WriteResult,
 )
-from zenskar_pipeline.destinations.commits import commit_properties
+from zenskar_pipeline.destinations.commits import commit_properties, merge_into
 from zenskar_pipeline.destinations.landing import (
     CONTENT_HASH,
     DELETED,
@@ -365,13 +365,8 @@ class DeltaDestination(Destination):
             if ROW_ID in key and ROW_ID not in pa.schema(table.schema()).names:
                 # A change-feed copy a snapshot wrote: the match names the column, so it must exist.
                 table.alter.add_columns([Field(ROW_ID, PrimitiveType("string"), nullable=True)])
-            merger = table.merge(
-                rows,
-                matched,
-                source_alias="s",
-                target_alias="t",
-                merge_schema=bool(prepared.plan.added),
-                commit_properties=commit_properties(app_transaction),
+            merger = merge_into(
+                table, rows, matched, app_transaction=app_transaction, merge_schema=bool(prepared.plan.added)
             )
             return merger.when_not_matched_insert_all().execute()
 
@@ -408,13 +403,12 @@ class DeltaDestination(Destination):
                 # can name it (its rows' hashes are NULL and lose every tie).
                 table.alter.add_columns([Field(CONTENT_HASH, PrimitiveType("string"), nullable=True)])
             return (
-                table.merge(
+                merge_into(
+                    table,
                     rows,
                     matched,
-                    source_alias="s",
-                    target_alias="t",
+                    app_transaction=app_transaction,
                     merge_schema=bool(prepared.plan.added),
-                    commit_properties=commit_properties(app_transaction),
                 )
                 .when_matched_update_all(update_when)
                 .when_not_matched_insert_all()
@@ -426,26 +420,8 @@ class DeltaDestination(Destination):
         )
         return self._with_stamped_counts(result, rows)
 
-    def apply_changes(
-        self,
-        rows: pa.Table,
-        actions: pa.Array,
-        primary_key: Sequence[str],
-        *,
-        soft_deletes: bool,
-        app_transaction: AppTransaction,
-        partitions: Sequence[str] | None = None,
-    ) -> WriteResult:
-        """See `Destination.apply_changes`; the merge is `change_merge.apply_deduped_changes`."""
-        return change_merge.apply_deduped_changes(
-            self,
-            rows,
-            actions,
-            primary_key,
-            soft_deletes=soft_deletes,
-            app_transaction=app_transaction,
-            partitions=partitions,
-        )
+    # See `Destination.apply_changes`; the merge, its ranking and its soft deletes are change_merge.py's.
+    apply_changes = change_merge.apply_deduped_changes
 
     def upsert(
         self,
@@ -472,13 +448,12 @@ class DeltaDestination(Destination):
 
         def merge(table: DeltaTable) -> dict[str, Any]:
             return (
-                table.merge(
+                merge_into(
+                    table,
                     rows,
                     matched,
-                    source_alias="s",
-                    target_alias="t",
+                    app_transaction=app_transaction,
                     merge_schema=bool(prepared.plan.added),
-                    commit_properties=commit_properties(app_transaction),
                 )
                 .when_matched_update_all(f"({changed})")
                 .when_not_matched_insert_all()
