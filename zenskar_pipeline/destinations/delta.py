@@ -447,14 +447,15 @@ class DeltaDestination(Destination):
         )
 
         def merge(table: DeltaTable) -> dict[str, Any]:
+            # The match and the update condition name columns the copy may not have yet: add them first.
+            present = set(pa.schema(table.schema()).names)
+            missing = [
+                field.with_nullable(True) for field in prepared.plan.schema if field.name not in present
+            ]
+            if missing:
+                table.alter.add_columns([Field.from_arrow(field) for field in missing])
             return (
-                merge_into(
-                    table,
-                    rows,
-                    matched,
-                    app_transaction=app_transaction,
-                    merge_schema=bool(prepared.plan.added),
-                )
+                merge_into(table, rows, matched, app_transaction=app_transaction)
                 .when_matched_update_all(f"({changed})")
                 .when_not_matched_insert_all()
                 .execute()

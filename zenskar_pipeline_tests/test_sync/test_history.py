@@ -297,3 +297,28 @@ def test_history_needs_a_key_and_refuses_deletes_with_the_feed(make_source: Any)
     source.append([plan(1, "team", 5, 1)])
     with pytest.raises(ValueError, match="history needs a primary_key"):
         source.sync()
+
+
+def test_feed_first_snapshot_of_an_empty_table_then_its_first_rows(make_source: Any) -> None:
+    source = _by_feed(make_source)
+    (report,) = source.sync()  # nothing to copy yet: an empty copy that records the version
+    assert report.synced_through == source_version(source)
+    source.append([plan(1, "team", 5, 1)])
+    inserted = commit_time(source, source_version(source))
+    source.sync()
+    assert versions(source) == [(1, "team", 5, inserted, None, True)]
+
+
+def test_feed_resnapshot_of_unchanged_rows_adds_no_version_and_moves_the_synced_version(
+    make_source: Any,
+) -> None:
+    source = _by_feed(make_source, on_missing_history=OnMissingHistory.RESNAPSHOT, change_data_feed=False)
+    source.append([plan(1, "team", 5, 1)])
+    source.sync()
+    before = versions(source)
+    tables.overwrite(source.warehouse.root, source.name, pa.Table.from_pylist([plan(1, "team", 5, 1)], PLANS))
+    (report,) = source.sync()
+    assert report.note is not None and report.synced_through == source_version(source)
+    assert versions(source) == before
+    (again,) = source.sync()  # the version was recorded: nothing to do
+    assert again.note is None and again.destination_version is None

@@ -104,28 +104,43 @@ class HistoryByChangeFeed(ChangeFeedStrategy):
     def land_snapshot(self, feed: Feed, rows: pa.RecordBatchReader, version: int) -> WriteResult:
         """The snapshot's rows as versions valid from its commit time, a million rows a commit; keys the
         copy holds a current version of but the snapshot lacks (a resnapshot after lost history) are
-        closed then. The last commit records `version`."""
+        closed then. The last commit, with the last rows and the closes, records `version`; a run that dies
+        before it lands the same versions again (unchanged rows add none)."""
         destination, key = feed.run.destination, self.primary_key(feed.run.stream, feed.run.table)
         committed_at = pa.scalar(feed.committed_at, pa.timestamp("us", tz="UTC"))
-        had_copy = destination.exists()
+        current = destination.key_values(key, only_where=IS_CURRENT) if _keeps_versions(destination) else None
         seen: list[pa.Table] = []
         written: Counter[str | None] = Counter()
-        last: WriteResult = WriteResult(0, 0, None, {})
-        for chunk in _chunks(rows, cursor.MERGE_CHUNK_ROWS):
+        held: pa.Table | None = None  # one chunk behind, so that the last one goes with the closes
+
+        def versions_of(chunk: pa.Table) -> pa.Table:
             incoming = set_column(chunk, SOURCE_VERSION, constant(version, pa.int64(), chunk.num_rows))
-            stamps = pa.repeat(committed_at, chunk.num_rows)
-            last = land_versions(destination, key, _versions(incoming, stamps))
-            written.update(last.rows_by_partition or {})
-            if had_copy:
+            return _versions(incoming, pa.repeat(committed_at, chunk.num_rows))
+
+        for chunk in _chunks(rows, cursor.MERGE_CHUNK_ROWS):
+            if held is not None:
+                written.update(land_versions(destination, key, versions_of(held)).rows_by_partition or {})
+            held = chunk
+            if current is not None:
                 seen.append(chunk.select(list(key)))
-        if had_copy:
-            closes = _closes_of_absent(destination, key, seen, committed_at, version)
-            if closes.num_rows:
-                last = land_versions(destination, key, _no_versions(closes), closes)
-                written.update(last.rows_by_partition or {})
-        if not destination.exists():  # an empty table: an empty copy, so that its version can be recorded
-            return destination.replace(rows.schema.empty_table(), None, source_version=version)
-        committed = destination.advance(feed.transaction(version))
+        if held is None and not destination.exists():
+            # An empty table: an empty copy, so that the synced-through version is recorded.
+            empty = rows.schema.empty_table()
+            return destination.replace(
+                empty, None, source_version=version, app_transaction=feed.transaction(version)
+            )
+        closes = None if current is None else _absent(current, seen, key, committed_at, version)
+        last = land_versions(
+            destination,
+            key,
+            versions_of(held) if held is not None else versions_of(rows.schema.empty_table()),
+            closes,
+            feed.transaction(version),
+        )
+        written.update(last.rows_by_partition or {})
+        committed = last.version
+        if committed is None:  # nothing changed (a resnapshot of the same rows): the version still moves on
+            committed = destination.advance(feed.transaction(version))
         return WriteResult(sum(written.values()), 0, committed, dict(written))
 
     def land(self, feed: Feed, changes: Changes, version: int) -> WriteResult:
@@ -198,10 +213,6 @@ def _versions(rows: pa.Table, valid_from: pa.Array | pa.ChunkedArray) -> pa.Tabl
     return with_hash.append_column(VALID_FROM, valid_from)
 
 
-def _no_versions(closes: pa.Table) -> pa.Table:
-    return closes.slice(0, 0).append_column(CONTENT_HASH, pa.array([], pa.string()))
-
-
 def _timeline(
     key: Sequence[str], incoming: pa.Table, closes: pa.Table, existing: pa.Table | None
 ) -> pa.Table:
@@ -268,11 +279,16 @@ def _timeline(
     return pa.concat_tables(parts, promote_options="permissive")
 
 
-def _closes_of_absent(
-    destination: Destination, key: Sequence[str], seen: list[pa.Table], at: pa.Scalar, version: int
+def _keeps_versions(destination: Destination) -> bool:
+    """Whether the copy holds versions (an empty snapshot's copy has no version columns yet)."""
+    schema = destination.schema()
+    return schema is not None and IS_CURRENT in schema.names
+
+
+def _absent(
+    current: pa.Table, seen: list[pa.Table], key: Sequence[str], at: pa.Scalar, version: int
 ) -> pa.Table:
-    """Closes, at `at`, of the keys with a current version in the copy that no chunk of a snapshot held."""
-    current = destination.key_values(key, only_where=IS_CURRENT)
+    """Closes, at `at`, of the `current` keys that no chunk of a snapshot held."""
     snapshot = pa.concat_tables(seen) if seen else current.slice(0, 0)
     same = " AND ".join(f"c.{_q(n)} IS NOT DISTINCT FROM s.{_q(n)}" for n in key)
     with duckdb.connect() as con:
