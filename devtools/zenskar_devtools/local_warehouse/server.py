@@ -266,6 +266,9 @@ class _Handler(BaseHTTPRequestHandler):
         if urllib.parse.urlsplit(self.path).path == "/_local/faults":
             self.warehouse.faults.clear()
             return self._json(200, {"rules": []})
+        if urllib.parse.urlsplit(self.path).path == "/_local/health":  # counts what clients send afresh
+            self.warehouse.service.reset_counts()
+            return self._json(200, {"ok": True, **self.warehouse.service.counts()})
         self._json(404, {"error_code": "ENDPOINT_NOT_FOUND"})
 
     # -- answers --------------------------------------------------------------------------------------------

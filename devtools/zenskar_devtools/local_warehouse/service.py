@@ -156,6 +156,9 @@ class Operation:
         self.state = t.TOperationState.CLOSED_STATE
 
 
+STATEMENT_COUNTS = ("statements", "statement_bytes", "largest_statement_bytes", "parameters")
+
+
 class WarehouseService:
     """Implements the Thrift `TCLIService.Iface` over a statement runner (the SQL engine)."""
 
@@ -173,6 +176,13 @@ class WarehouseService:
         self._sessions: dict[bytes, Session] = {}
         self._operations: dict[bytes, Operation] = {}
         self._lock = threading.Lock()
+        # What clients sent, for benchmarks (`/_local/health`): statements, their text and bound values.
+        self._statements = {
+            "statements": 0,
+            "statement_bytes": 0,
+            "largest_statement_bytes": 0,
+            "parameters": 0,
+        }
 
     # -- sessions -------------------------------------------------------------------------------------------
     def OpenSession(self, req: t.TOpenSessionReq) -> t.TOpenSessionResp:
@@ -215,6 +225,13 @@ class WarehouseService:
             return t.TExecuteStatementResp(status=_invalid_handle("session"))
         params = _parameters(req.parameters or [])
         statement = req.statement or ""
+        size = len(statement.encode())
+        with self._lock:
+            sent = self._statements
+            sent["statements"] += 1
+            sent["statement_bytes"] += size
+            sent["largest_statement_bytes"] = max(sent["largest_statement_bytes"], size)
+            sent["parameters"] += len(req.parameters or [])
         op = self._start(req, session, lambda: self._run_statement(statement, params, session.state))
         return t.TExecuteStatementResp(
             status=_OK, operationHandle=op.handle(), directResults=self._direct_results(op, req)
@@ -311,9 +328,15 @@ class WarehouseService:
             op.close()
         return len(stale_ops) + len(stale_sessions)
 
-    def counts(self) -> dict[str, int]:
+    def reset_counts(self) -> None:
+        """Start counting what clients send afresh (DELETE `/_local/health`)."""
         with self._lock:
-            return {"sessions": len(self._sessions), "operations": len(self._operations)}
+            self._statements = dict.fromkeys(STATEMENT_COUNTS, 0)
+
+    def counts(self) -> dict[str, int]:
+        """Open sessions and operations now, and what clients have sent since the server started."""
+        with self._lock:
+            return {"sessions": len(self._sessions), "operations": len(self._operations), **self._statements}
 
     def _session(self, handle: t.TSessionHandle) -> Session | None:
         with self._lock:
