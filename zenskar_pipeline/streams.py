@@ -70,7 +70,7 @@ def validate_streams(
 
 
 def _with_source_key(stream: ResolvedStream, table: DiscoveredTable) -> ResolvedStream:
-    """The contract's default: the table's Unity Catalog primary key when the stream names none."""
+    """The default key: the table's Unity Catalog primary key when the stream names none."""
     if stream.settings.primary_key is not None or not table.primary_key:
         return stream
     settings = dataclasses.replace(stream.settings, primary_key=table.primary_key)

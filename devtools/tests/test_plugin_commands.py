@@ -1,4 +1,4 @@
-"""The dev tools' commands reach users through the product's `zenskar-pipeline`, as the contract says."""
+"""The dev tools' commands reach users through the product's `zenskar-pipeline` command."""
 
 from __future__ import annotations
 

@@ -128,7 +128,7 @@ class DestinationConfig:
         return f"{self.prefix}{table.table}"
 
     def table_uri(self, table: TableName) -> str:
-        """The contract's table: `<uri>/<namespace>/<prefix><table>`."""
+        """The copy's Delta table: `<uri>/<namespace>/<prefix><table>`."""
         return f"{self.uri}/{self.namespace_for(table)}/{self.table_name_for(table)}"
 
 

@@ -1,5 +1,5 @@
-"""The connection to a Databricks SQL warehouse: a Dagster resource holding the contract's settings, and the
-session it opens for one run step, which reads results as streams of Arrow record batches.
+"""The connection to a Databricks SQL warehouse: a Dagster resource holding the `DATABRICKS_*` settings, and
+the session it opens for one run step, which reads results as streams of Arrow record batches.
 
 Every connection failure becomes one `DatabricksConnectionError` that names the setting to check and never
 carries the token or the client secret.
@@ -108,7 +108,7 @@ class DatabricksResource(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls, **overrides: Any) -> DatabricksResource:
-        """The contract's settings as `EnvVar`s, so that Dagster shows variable names, never values.
+        """The `DATABRICKS_*` variables as `EnvVar`s, so that Dagster shows variable names, never values.
 
         Optional variables become `EnvVar`s only when set here, so that an unused method of auth is absent.
         """

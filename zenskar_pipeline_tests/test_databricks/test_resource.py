@@ -120,7 +120,7 @@ def test_exactly_one_way_to_authenticate(warehouse: LocalWarehouse, auth: dict[s
     assert warehouse.info.access_token not in str(raised.value)
 
 
-def test_from_env_reads_the_contract_variables(
+def test_from_env_reads_the_databricks_variables(
     warehouse: LocalWarehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name, value in warehouse.info.env().items():

@@ -42,7 +42,7 @@ _REAP_INTERVAL_S = 30.0
 
 @dataclass(frozen=True)
 class ConnectionInfo:
-    """What a client needs; the first five are the contract's JSON line, the rest the OAuth client."""
+    """What a client needs; the first five are the JSON line `serve` prints, the rest the OAuth client."""
 
     server_hostname: str
     port: int
