@@ -26,7 +26,7 @@ from deltalake.schema import PrimitiveType
 
 from zenskar_pipeline.config.models import ResolvedStream
 from zenskar_pipeline.config.values import local_path
-from zenskar_pipeline.destinations import change_merge, conditions, landing
+from zenskar_pipeline.destinations import change_merge, conditions, delta_stats, landing
 from zenskar_pipeline.destinations.base import (
     AppTransaction,
     Destination,
@@ -184,43 +184,34 @@ class DeltaDestination(Destination):
     def high_water_marks(
         self, cursor_field: str, partitions: Sequence[str] | None = None
     ) -> dict[str | None, Any]:
-        """The greatest non-NULL cursor landed per partition, in one scan of the cursor column.
+        """The greatest non-NULL cursor landed per partition, from the Delta log's file statistics (files
+        without usable ones are read, the cursor column alone; see `delta_stats`).
 
         Unpartitioned: `{None: mark}`. Partitioned: every asked-for partition (None: every partition
         holding rows); a partition with nothing landed maps to None.
         """
-        if not self.partitioned:
-            marks: dict[str | None, Any] = {None: None}
-        else:
-            marks = dict.fromkeys(partitions or [])
+        marks: dict[str | None, Any] = (
+            {None: None} if not self.partitioned else dict.fromkeys(partitions or [])
+        )
         if not self.exists():
             return marks
-        dataset = self._table().to_pyarrow_dataset()
-        if not self.partitioned:
-            landed = dataset.to_table(columns=[cursor_field]).column(cursor_field)
-            marks[None] = pc.max(landed).as_py()
-            return marks
-        scope = None if partitions is None else pc.field(PARTITION).isin(list(partitions))
-        landed = dataset.to_table(columns=[PARTITION, cursor_field], filter=scope)
-        grouped = landed.group_by(PARTITION).aggregate([(cursor_field, "max")])
-        for key, mark in zip(
-            grouped.column(PARTITION).to_pylist(),
-            grouped.column(f"{cursor_field}_max").to_pylist(),
-            strict=True,
-        ):
-            marks[key] = mark
+        landed = delta_stats.column_max(self._table(), cursor_field, partitions, partitioned=self.partitioned)
+        marks.update(landed)
         return marks
 
     def holds_version(self, partitions: Sequence[str] | None, version: int) -> bool:
-        """See `Destination.holds_version` (an empty partition proves nothing, so it is read again)."""
+        """See `Destination.holds_version`: from the log's row counts and `_zenskar_source_version` statistics
+        (an empty partition proves nothing, so it is read again)."""
         if not self.exists():
             return False
-        scope = None if partitions is None else pc.field(PARTITION).isin(list(partitions))
-        columns = [SOURCE_VERSION] + ([] if partitions is None else [PARTITION])
-        landed = self._table().to_pyarrow_dataset().to_table(columns=columns, filter=scope)
-        if landed.num_rows == 0 or pc.any(pc.not_equal(landed.column(SOURCE_VERSION), version)).as_py():
+        table = self._table()
+        counts = self.row_counts(partitions)
+        if not counts or any(rows == 0 for rows in counts.values()):
             return False
-        return partitions is None or set(landed.column(PARTITION).to_pylist()) == set(partitions)
+        least, greatest = delta_stats.column_range(
+            table, SOURCE_VERSION, partitions, partitioned=self.partitioned
+        )
+        return least == version and greatest == version
 
     def rows_with_keys(self, key: Sequence[str], keys: pa.Table, columns: Sequence[str]) -> pa.Table:
         """See `Destination.rows_with_keys`: one semi-join of the copy with `keys` in DuckDB."""
