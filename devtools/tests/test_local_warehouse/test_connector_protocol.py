@@ -123,16 +123,18 @@ def test_async_result_is_fetched_later(warehouse: LocalWarehouse, numbers: str) 
 def test_abandoned_operations_and_sessions_are_reaped(tmp_path: Any) -> None:
     server = LocalWarehouse(tmp_path, idle_timeout_s=0.2)
     server.start()
+    connection = connect(server.info)
     try:
-        connection = connect(server.info)
         cursor = connection.cursor()
         cursor.execute_async("SELECT 1")
         assert server.service.counts()["operations"] == 1
         time.sleep(0.4)
         assert server.service.reap_idle() == 2
         assert server.service.counts() == {"sessions": 0, "operations": 0}
-        connection.close()  # closing a reaped session is harmless
     finally:
+        # Closing a reaped session is harmless; a connection left open would try to close itself against a
+        # stopped server when it is collected, retrying for minutes wherever that happens.
+        connection.close()
         server.stop()
 
 

@@ -257,7 +257,8 @@ class _Handler(BaseHTTPRequestHandler):
                 200, {"rules": self.warehouse.faults.rules(), "injected": self.warehouse.faults.injected}
             )
         if path == "/_local/health":
-            return self._json(200, {"ok": True, **self.warehouse.service.counts()})
+            service = self.warehouse.service
+            return self._json(200, {"ok": True, **service.counts(), **service.statement_counts()})
         self._json(404, {"error_code": "ENDPOINT_NOT_FOUND", "message": f"No API found for {path}"})
 
     def do_DELETE(self) -> None:
@@ -268,7 +269,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, {"rules": []})
         if urllib.parse.urlsplit(self.path).path == "/_local/health":  # counts what clients send afresh
             self.warehouse.service.reset_counts()
-            return self._json(200, {"ok": True, **self.warehouse.service.counts()})
+            service = self.warehouse.service
+            return self._json(200, {"ok": True, **service.counts(), **service.statement_counts()})
         self._json(404, {"error_code": "ENDPOINT_NOT_FOUND"})
 
     # -- answers --------------------------------------------------------------------------------------------

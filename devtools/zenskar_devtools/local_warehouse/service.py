@@ -334,9 +334,14 @@ class WarehouseService:
             self._statements = dict.fromkeys(STATEMENT_COUNTS, 0)
 
     def counts(self) -> dict[str, int]:
-        """Open sessions and operations now, and what clients have sent since the server started."""
+        """Open sessions and operations now."""
         with self._lock:
-            return {"sessions": len(self._sessions), "operations": len(self._operations), **self._statements}
+            return {"sessions": len(self._sessions), "operations": len(self._operations)}
+
+    def statement_counts(self) -> dict[str, int]:
+        """What clients have sent since the counts were last reset: statements, text bytes, bound values."""
+        with self._lock:
+            return dict(self._statements)
 
     def _session(self, handle: t.TSessionHandle) -> Session | None:
         with self._lock:
