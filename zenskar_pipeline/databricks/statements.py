@@ -7,7 +7,11 @@ The incremental range is spelled out in one function, `read_at_version` (as dlt'
 - per partition window `[start, end)` (half open), the cursor's lower bound is closed:
   `cursor >= mark - lag`, so rows sharing the boundary value that arrive later are read again, and the
   writer drops those already landed; there is no upper cursor bound: the version read is the end;
-- a window without a mark (nothing landed yet) reads all of its rows;
+- a window without a mark (nothing landed yet) reads all of its rows, and neighbouring windows without
+  marks read as one range;
+- a scope of more than `MAX_ALTERNATIVES` ranges is not spelled range by range: its windows and marks travel
+  as one JSON value, joined to the rows by window (`_joined_read`), so that the statement's text is the same
+  for 40 partitions and for 8,760;
 - NULL cursors are read in the same statement only to be counted (the reader never lands them), and so are
   rows whose partition field is NULL or outside every window (`before` / `after`), so that "nothing new"
   still costs one statement.
@@ -18,12 +22,16 @@ as literals: Databricks' time travel and `table_changes` take literals, not para
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from zenskar_pipeline.config.models import TableName
 from zenskar_pipeline.databricks.sql_text import ParameterValue, quote_identifier, quote_table
 
+MAX_ALTERNATIVES = 32  # ranges spelled one by one; a larger scope is joined to its windows as one JSON value
 # The change feed's own columns (Databricks `table_changes`).
 CHANGE_TYPE = "_change_type"
 COMMIT_VERSION = "_commit_version"
@@ -62,6 +70,10 @@ class ReadRange:
     after: ParameterValue | None = None
     cursor_field: str | None = None
     cursor_from: ParameterValue | None = None
+    # Databricks type names of the partition field and the cursor (e.g. TIMESTAMP, DECIMAL(18,6)), which a
+    # joined read casts its windows and marks to.
+    partition_type: str = "TIMESTAMP"
+    cursor_type: str = "TIMESTAMP"
 
 
 def latest_version(table: TableName) -> Statement:
@@ -88,23 +100,116 @@ def read_at_version(
     if where.partition_field is None:
         condition = from_mark("cursor_from", where.cursor_from)
         return Statement(sql if condition is None else f"{sql} WHERE {condition}", parameters)
+    ranges = _merged(where.windows)
+    if len(ranges) > MAX_ALTERNATIVES:
+        return _joined_read(table, version, where, ranges, columns)
     field_sql = quote_identifier(where.partition_field)
     alternatives = []
-    for index, window in enumerate(where.windows):
+    for index, window in enumerate(ranges):
         parameters[f"w{index}_start"] = window.start
         parameters[f"w{index}_end"] = window.end
         parts = [f"{field_sql} >= :w{index}_start", f"{field_sql} < :w{index}_end"]
         mark = from_mark(f"w{index}_cursor_from", window.cursor_from)
         alternatives.append("(" + " AND ".join(parts if mark is None else [*parts, mark]) + ")")
-    if where.before is not None:
-        parameters["defined_start"] = where.before
-        alternatives.append(f"{field_sql} < :defined_start")
-    if where.after is not None:
-        parameters["defined_end"] = where.after
-        alternatives.append(f"{field_sql} >= :defined_end OR {field_sql} IS NULL")
+    alternatives += _outside(where, field_sql, parameters)
     if not alternatives:
         return Statement(sql)
     return Statement(f"{sql} WHERE " + " OR ".join(alternatives), parameters)
+
+
+def _merged(windows: Sequence[WindowRange]) -> list[WindowRange]:
+    """`windows` (contiguous, in order) with each run of neighbours without a mark as one range."""
+    ranges: list[WindowRange] = []
+    for window in windows:
+        last = ranges[-1] if ranges else None
+        if (
+            last is not None
+            and last.cursor_from is None
+            and window.cursor_from is None
+            and last.end == window.start
+        ):
+            ranges[-1] = replace(last, end=window.end)
+        else:
+            ranges.append(window)
+    return ranges
+
+
+def _outside(where: ReadRange, field_sql: str, parameters: dict[str, ParameterValue]) -> list[str]:
+    """The conditions of the rows read only to be counted: before the first window, after the last, NULL."""
+    conditions = []
+    if where.before is not None:
+        parameters["defined_start"] = where.before
+        conditions.append(f"{field_sql} < :defined_start")
+    if where.after is not None:
+        parameters["defined_end"] = where.after
+        conditions.append(f"{field_sql} >= :defined_end OR {field_sql} IS NULL")
+    return conditions
+
+
+def _joined_read(
+    table: TableName, version: int, where: ReadRange, ranges: Sequence[WindowRange], columns: Sequence[str]
+) -> Statement:
+    """A read of many windows in a statement of constant size: the windows and their marks are one JSON
+    value (`:windows`, an array of {s, e, m} as text), exploded and cast to the field's and the cursor's
+    types, and joined to the rows by `s <= field < e` (a point-in-interval join, which Databricks runs as a
+    range join with the hint's bin size). A row keeps its window's mark rule; rows in no window of the
+    scope are read only when they are outside every window (before the first, after the last, NULL)."""
+    assert where.partition_field is not None
+    field_sql = f"src.{quote_identifier(where.partition_field)}"
+    cursor_sql = f"src.{quote_identifier(where.cursor_field)}" if where.cursor_field else None
+    table_sql = f"{_table(table)} VERSION AS OF {int(version)}"
+    chosen = ", ".join(f"src.{quote_identifier(name)}" for name in columns)
+    windows = json.dumps(
+        [{"s": _text(r.start), "e": _text(r.end), "m": _text(r.cursor_from)} for r in ranges]
+    )
+    parameters: dict[str, ParameterValue] = {
+        "windows": windows,
+        "scope_start": ranges[0].start,
+        "scope_end": ranges[-1].end,
+    }
+    mark = f"win.m IS NULL OR {cursor_sql} >= win.m OR {cursor_sql} IS NULL" if cursor_sql else "true"
+    outside = _outside(where, field_sql, parameters)
+    in_no_window = f" OR (win.s IS NULL AND ({' OR '.join(outside)}))" if outside else ""
+    scope = f"({field_sql} >= :scope_start AND {field_sql} < :scope_end)"
+    prefilter = " OR ".join([scope, *outside])
+    p_type, c_type = _type(where.partition_type), _type(where.cursor_type)
+    sql = (
+        f"SELECT /*+ RANGE_JOIN(win, {_bin_seconds(ranges)}) */ {chosen} FROM {table_sql} AS src "
+        f"LEFT JOIN (SELECT CAST(x.w.s AS {p_type}) AS s, CAST(x.w.e AS {p_type}) AS e, "
+        f"CAST(x.w.m AS {c_type}) AS m "
+        "FROM explode(from_json(:windows, 'ARRAY<STRUCT<s: STRING, e: STRING, m: STRING>>')) AS x(w)) AS win "
+        f"ON {field_sql} >= win.s AND {field_sql} < win.e "
+        f"WHERE ({prefilter}) AND ((win.s IS NOT NULL AND ({mark})){in_no_window})"
+    )
+    return Statement(sql, parameters)
+
+
+def _text(value: ParameterValue | None) -> str | None:
+    """A window bound or mark as the text its CAST reads (instants with their offset, exact decimals)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | int | float | str):
+        return str(value)
+    raise TypeError(f"not a window bound or mark: {value!r}")
+
+
+def _type(name: str) -> str:
+    """A Databricks type name to CAST to: letters, digits, parentheses, commas and spaces only."""
+    if not name or not all(ch.isalnum() or ch in "(), _" for ch in name):
+        raise ValueError(f"{name!r} is not a type name")
+    return name.upper()
+
+
+def _bin_seconds(ranges: Sequence[WindowRange]) -> int:
+    """The range join's bin size: the first window's length in seconds (days for DATE bounds)."""
+    start, end = ranges[0].start, ranges[0].end
+    if isinstance(start, dt.datetime) and isinstance(end, dt.datetime):
+        return max(1, int((end - start).total_seconds()))
+    if isinstance(start, dt.date) and isinstance(end, dt.date):
+        return max(1, (end - start).days)
+    return 1
 
 
 def count_at_version(

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from zenskar_pipeline.databricks.discovery import DiscoveredTable
 from zenskar_pipeline.destinations import PARTITION, WriteResult
 from zenskar_pipeline.destinations.landing import count_values
 from zenskar_pipeline.sync.modes.base import SyncRun
@@ -103,8 +104,15 @@ def plan_read(run: SyncRun, cursor: str | None, *, by_cursor: bool) -> CursorRea
         cursor_from={k: lower_cursor_bound(m, settings.cursor_lag, stream.name) for k, m in marks.items()},
         reads_before_first=calendar is not None and windows[0].key == calendar.first_key,
         reads_after_last=calendar is not None and windows[-1].key == calendar.last_key,
+        cursor_type=None if cursor is None else _type_of(table, cursor),
     )
     return CursorRead(plan, marks, started)
+
+
+def _type_of(table: DiscoveredTable, column: str) -> str:
+    found = table.column(column)
+    assert found is not None  # the strategy checked the cursor is a column of the table
+    return found.full_data_type
 
 
 def landable_rows(run: SyncRun, read: CursorRead) -> pa.RecordBatchReader:

@@ -51,6 +51,9 @@ class SyncPlan:
     cursor_from: Mapping[str | None, Any]
     reads_before_first: bool  # the scope holds the definition's first window: count rows before it
     reads_after_last: bool  # the scope holds the latest window: count rows after it and NULL fields
+    cursor_type: str | None = (
+        None  # the cursor's Databricks type (`bigint`, `timestamp`): marks are cast to it
+    )
 
     @property
     def partition_keys(self) -> list[str] | None:

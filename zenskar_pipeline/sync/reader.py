@@ -12,10 +12,18 @@ import pyarrow.compute as pc
 
 from zenskar_pipeline.config import TableName
 from zenskar_pipeline.databricks import statements
+from zenskar_pipeline.databricks.discovery import TypeFamily
 from zenskar_pipeline.databricks.resource import DatabricksSession
 from zenskar_pipeline.destinations import PARTITION
 from zenskar_pipeline.sync.calendar import PartitionCalendar
 from zenskar_pipeline.sync.plan import SyncPlan
+
+_FIELD_TYPES = {
+    TypeFamily.TIMESTAMP: "TIMESTAMP",
+    TypeFamily.TIMESTAMP_NTZ: "TIMESTAMP_NTZ",
+    TypeFamily.DATE: "DATE",
+    None: "TIMESTAMP",
+}
 
 
 def current_version(session: DatabricksSession, table: TableName) -> int:
@@ -57,6 +65,8 @@ def read_statement(plan: SyncPlan) -> statements.Statement:
         before=calendar.bound(calendar.first_start) if plan.reads_before_first else None,
         after=calendar.bound(calendar.end) if plan.reads_after_last else None,
         cursor_field=plan.cursor_field,
+        partition_type=_FIELD_TYPES[calendar.family],
+        cursor_type=plan.cursor_type or "TIMESTAMP",
     )
     return statements.read_at_version(plan.table, plan.version, plan.columns, where)
 

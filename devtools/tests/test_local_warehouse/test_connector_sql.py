@@ -330,3 +330,17 @@ def test_table_changes_after_update_and_merge_from_another_process(
     ]
     cursor.execute("SELECT id, plan FROM main.sales.plans ORDER BY id")
     assert [tuple(r) for r in cursor.fetchall()] == [(1, "free"), (2, "enterprise"), (3, "pro"), (4, "free")]
+
+
+def test_from_json_reads_a_parameter_into_typed_rows(cursor: Any) -> None:
+    """`explode(from_json(:json, '<DDL>'))` in FROM, as a read of many windows sends its windows."""
+    cursor.execute(
+        "SELECT x.w.id AS id, CAST(x.w.at AS TIMESTAMP) AS at, x.w.note AS note "
+        "FROM explode(from_json(:rows, 'ARRAY<STRUCT<id: BIGINT, at: STRING, note: STRING>>')) AS x(w) "
+        "ORDER BY id",
+        {"rows": '[{"id": 2, "at": "2026-01-01T01:30:00.000001+00:00", "note": null}, {"id": 1}]'},
+    )
+    table = cursor.fetchall_arrow()
+    assert table.column("id").to_pylist() == [1, 2]
+    assert table.column("at").to_pylist() == [None, dt.datetime(2026, 1, 1, 1, 30, 0, 1, tzinfo=dt.UTC)]
+    assert table.column("note").to_pylist() == [None, None]  # a missing field reads as NULL, as in Spark

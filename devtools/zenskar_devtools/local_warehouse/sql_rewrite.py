@@ -7,6 +7,7 @@ name it was written with as its alias so that qualified columns (`t.id`) still r
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,35 @@ class DuckQuery:
     parameters: dict[str, object] = field(default_factory=dict)
 
 
+def _from_json(node: exp.Expression) -> exp.Expression:
+    """`from_json(text, '<Spark DDL>')` as DuckDB's `json_transform`, which, as Spark, gives NULL for a
+    missing field (`ARRAY<STRUCT<s: STRING>>` -> `[{"s": "VARCHAR"}]`)."""
+    if not isinstance(node, exp.FromJson) or not isinstance(node.expression, exp.Literal):
+        return node
+    try:
+        kind = exp.DataType.build(node.expression.name, dialect="databricks")
+    except Exception as error:
+        raise WarehouseError(
+            "PARSE_SYNTAX_ERROR", f"Cannot parse the data type: {node.expression.name!r} ({error})"
+        ) from None
+    structure = json.dumps(_json_structure(kind))
+    return exp.func(
+        "json_transform", exp.cast(node.this, exp.DataType.build("JSON")), exp.Literal.string(structure)
+    )
+
+
+def _json_structure(kind: exp.DataType) -> object:
+    """A DuckDB `json_transform` structure for a data type: lists and objects of DuckDB type names."""
+    if kind.this == exp.DataType.Type.ARRAY:
+        return [_json_structure(kind.expressions[0])]
+    if kind.this == exp.DataType.Type.STRUCT:
+        fields = {}
+        for column in kind.expressions:
+            fields[column.name] = _json_structure(column.args["kind"])
+        return fields
+    return kind.sql(dialect="duckdb")
+
+
 class QueryRewrite:
     """Rewrites one statement's tree; `run` gives the DuckDB query."""
 
@@ -67,6 +97,7 @@ class QueryRewrite:
         _name_columns(tree)
         tree = self._bind_markers(tree)
         tree = self._session_functions(tree)
+        tree = tree.transform(_from_json)
         ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
         for table in list(tree.find_all(exp.Table)):
             self._replace_table(table, ctes)
