@@ -81,6 +81,17 @@ def latest_version(table: TableName) -> Statement:
     return Statement(f"DESCRIBE HISTORY {_table(table)} LIMIT 1")
 
 
+def last_altered(catalog: str, schemas: Sequence[str]) -> Statement:
+    """When each table of `schemas` in `catalog` was last altered (`information_schema.tables`): a hint of
+    new versions, never proof of none (Databricks documents it for changes of a table's definition)."""
+    markers = ", ".join(f":s{index}" for index in range(len(schemas)))
+    return Statement(
+        "SELECT table_schema, table_name, last_altered "
+        f"FROM {quote_identifier(catalog)}.information_schema.tables WHERE table_schema IN ({markers})",
+        {f"s{index}": schema for index, schema in enumerate(schemas)},
+    )
+
+
 def read_at_version(
     table: TableName, version: int, columns: Sequence[str], where: ReadRange | None = None
 ) -> Statement:

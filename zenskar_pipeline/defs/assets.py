@@ -92,10 +92,12 @@ def stream_asset(
             # Bad settings or partition keys, a breaking source change, an unwritable destination: retrying
             # cannot help, so the run fails at once with the reason.
             raise dg.Failure(f"{stream.name}: {error}", allow_retries=False) from error
-        landed = copy.row_counts([r.partition for r in reports if r.partition is not None] or None)
         for report in reports:
             if report.note:
                 context.log.warning(f"{stream.name}: {report.note}")
+        reported = reported_partitions(context, key, reports)
+        landed = copy.row_counts([r.partition for r in reported if r.partition is not None] or None)
+        for report in reported:
             yield dg.AssetMaterialization(
                 asset_key=key,
                 partition=report.partition,
@@ -104,6 +106,31 @@ def stream_asset(
         yield from checks.check_results(key, outcomes)
 
     return sync_stream
+
+
+def reported_partitions(
+    context: dg.AssetExecutionContext, key: dg.AssetKey, reports: list[PartitionReport]
+) -> list[PartitionReport]:
+    """The partitions a run records a materialization for. Each costs Dagster an event written to the
+    instance (about 20 ms on SQLite), so a run records the partitions whose copy changed or that read
+    something worth reporting, those never materialized yet, and its latest partition (the copy is
+    current as of this run); a partition already materialized and untouched keeps its record. Runs of a
+    Dagster backfill record every partition: the backfill is complete only when each of its partitions is."""
+    if len(reports) <= 1 or BACKFILL_TAG in context.run.tags:
+        return reports
+    materialized = context.instance.get_materialized_partitions(key)
+    latest = context.partition_keys[-1]
+    return [
+        report
+        for report in reports
+        if report.rows_written
+        or report.rows_deleted
+        or report.skipped_null_cursor
+        or report.skipped_outside_windows
+        or report.note
+        or report.partition == latest
+        or report.partition not in materialized
+    ]
 
 
 def is_rebuild(context: dg.AssetExecutionContext) -> bool:

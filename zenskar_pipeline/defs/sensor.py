@@ -17,7 +17,7 @@ from zenskar_pipeline.defs.requests import range_label, stream_run_request
 from zenskar_pipeline.defs.translator import STREAM_TAG, StreamTranslator
 from zenskar_pipeline.destinations import DestinationResource
 from zenskar_pipeline.sync.modes import strategy_for
-from zenskar_pipeline.sync.watch import DEFAULT_WORKERS, NewVersion, Watched, watch
+from zenskar_pipeline.sync.watch import DEFAULT_WORKERS, NewVersion, Watched, WatchMemory, watch
 
 SENSOR_NAME = "delta_version_sensor"
 INTERVAL_ENV = "ZENSKAR_PIPELINE_SENSOR_INTERVAL"
@@ -41,6 +41,10 @@ def delta_version_sensor(
     interval = _positive_int(INTERVAL_ENV, DEFAULT_INTERVAL)
     workers = _positive_int(WORKERS_ENV, DEFAULT_WORKERS)
     configured = {item.name for item in watched}
+    # Kept in the code server's process from tick to tick (hints, whose turn it is, open sessions); sessions
+    # opened with other connection settings are not reused.
+    memory = WatchMemory()
+    connected_with: list[str] = []
 
     @dg.sensor(
         name=SENSOR_NAME,
@@ -55,7 +59,11 @@ def delta_version_sensor(
         context: dg.SensorEvaluationContext, databricks: DatabricksResource, destination: DestinationResource
     ) -> dg.SensorResult:
         seen = read_cursor(context.cursor)
-        found = watch(databricks.session, destination, watched, seen, workers=workers)
+        settings = databricks.model_dump_json()  # held in memory only, never logged
+        if connected_with != [settings]:
+            memory.sessions.close()
+            connected_with[:] = [settings]
+        found = watch(databricks.session, destination, watched, seen, workers=workers, memory=memory)
         if found.unreachable is not None:
             # No session at all (host, token, warehouse): a failed tick shows in the UI; the cursor stays.
             raise RuntimeError(f"cannot reach the Databricks warehouse: {found.unreachable}")

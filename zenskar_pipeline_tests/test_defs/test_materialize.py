@@ -103,3 +103,20 @@ def test_an_unpartitioned_full_refresh_copies_the_whole_table(project: Project) 
     (check,) = result.get_asset_check_evaluations()
     assert check.check_name == ROW_COUNT and check.passed
     assert (check.metadata["source_rows"].value, check.metadata["copy_rows"].value) == (2, 2)
+
+
+def test_a_range_run_records_only_the_partitions_it_changed_or_never_recorded(project: Project) -> None:
+    """Each recorded partition is an event Dagster writes; a range run that changes one partition of three,
+    all recorded before, records that one and its latest partition. A run of a Dagster backfill records
+    every partition: the backfill completes when each of its partitions is recorded."""
+    defs = build_definitions(project.config, project.state, databricks=project.databricks)
+    asset = defs.resolve_assets_def(EVENTS_KEY)
+    instance = dg.DagsterInstance.ephemeral()
+    tags = {RANGE_START: "2026-01-01", RANGE_END: "2026-01-03"}
+    first = dg.materialize([asset], instance=instance, tags=tags)
+    assert sorted(_by_partition(first)) == ["2026-01-01", "2026-01-02", "2026-01-03"]
+    again = dg.materialize([asset], instance=instance, tags=tags)  # nothing new
+    assert list(_by_partition(again)) == ["2026-01-03"]  # the latest: the copy is current as of this run
+    backfill = dg.materialize([asset], instance=instance, tags={**tags, "dagster/backfill": "b1"})
+    assert sorted(_by_partition(backfill)) == ["2026-01-01", "2026-01-02", "2026-01-03"]
+    assert instance.get_materialized_partitions(EVENTS_KEY) == {"2026-01-01", "2026-01-02", "2026-01-03"}

@@ -57,9 +57,8 @@ def _from_json(node: exp.Expression) -> exp.Expression:
             "PARSE_SYNTAX_ERROR", f"Cannot parse the data type: {node.expression.name!r} ({error})"
         ) from None
     structure = json.dumps(_json_structure(kind))
-    return exp.func(
-        "json_transform", exp.cast(node.this, exp.DataType.build("JSON")), exp.Literal.string(structure)
-    )
+    as_json = exp.cast(node.this, exp.DataType.build("JSON"))
+    return exp.Anonymous(this="json_transform", expressions=[as_json, exp.Literal.string(structure)])
 
 
 def _json_structure(kind: exp.DataType) -> object:
@@ -98,6 +97,10 @@ class QueryRewrite:
         tree = self._bind_markers(tree)
         tree = self._session_functions(tree)
         tree = tree.transform(_from_json)
+        for hint in list(
+            tree.find_all(exp.Hint)
+        ):  # Databricks' join hints (RANGE_JOIN): DuckDB plans its own
+            hint.pop()
         ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
         for table in list(tree.find_all(exp.Table)):
             self._replace_table(table, ctes)
