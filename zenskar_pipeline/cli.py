@@ -148,7 +148,7 @@ def _discover_and_save(config: PipelineConfig) -> DiscoveredCatalog:
     # would only break the one-line message. A logging configuration of the user's still receives them.
     logging.getLogger("databricks.sql").addHandler(logging.NullHandler())
     try:
-        with DatabricksResource.from_env().process_config_and_initialize().session() as session:
+        with DatabricksResource.resolved_from_env().session() as session:
             found = discover_tables(session, config)
     except DatabricksConnectionError as error:
         _fail(f"cannot discover tables: {error}")

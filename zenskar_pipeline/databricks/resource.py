@@ -127,6 +127,28 @@ class DatabricksResource(dg.ConfigurableResource):
         fields.update({key: dg.EnvVar(var) for key, var in optional.items() if os.environ.get(var)})
         return cls(**{**fields, **overrides})
 
+    @classmethod
+    def resolved_from_env(cls) -> DatabricksResource:
+        """The same settings as `from_env`, their values read now: for the command line, which opens a
+        session outside any Dagster run (resolving `EnvVar`s through Dagster would start an instance)."""
+        values: dict[str, Any] = {
+            "server_hostname": os.environ.get("DATABRICKS_SERVER_HOSTNAME", ""),
+            "http_path": os.environ.get("DATABRICKS_HTTP_PATH", ""),
+        }
+        port = os.environ.get("DATABRICKS_PORT", "").strip()
+        if port:
+            if not port.isdigit():
+                raise DatabricksConnectionError(f"{port!r} is not a port number", "DATABRICKS_PORT")
+            values["port"] = int(port)
+        optional = {
+            "access_token": "DATABRICKS_TOKEN",
+            "client_id": "DATABRICKS_CLIENT_ID",
+            "client_secret": "DATABRICKS_CLIENT_SECRET",
+            "tls_ca_file": "DATABRICKS_TLS_CA_FILE",
+        }
+        values.update({key: os.environ[var] for key, var in optional.items() if os.environ.get(var)})
+        return cls(**values)
+
     @contextmanager
     def session(self) -> Iterator[DatabricksSession]:
         """One connection, time zone pinned to UTC, closed when the block ends."""

@@ -609,13 +609,16 @@ class DeltaDestination(Destination):
 
     def _drop_landed(self, rows: pa.Table, columns: Sequence[str]) -> pa.Table:
         """`rows` without those whose `columns` (NULL equal to NULL) a row of the copy already holds. The
-        merge leaves such rows alone anyway; finding them first in one scan of those columns lets a write
-        with nothing new skip the merge, which would read and join the whole copy."""
+        merge leaves such rows alone anyway; finding them first lets a write with nothing new skip the
+        merge. Only the files that may hold such rows are read (their partition, and the columns' ranges by
+        the log's file statistics: `delta_stats.pruning`); pruning can only keep a row the merge then
+        checks exactly, never drop one."""
         if rows.num_rows == 0 or not self.exists():
             return rows
-        dataset = self._table().to_pyarrow_dataset()
-        if not set(columns) <= set(dataset.schema.names):
+        table = self._table()
+        if not set(columns) <= set(pa.schema(table.schema()).names):
             return rows
+        dataset = table.to_pyarrow_dataset(file_pruning_predicate=delta_stats.pruning(rows, columns))
         same = " AND ".join(f"c.{_sql_name(n)} IS NOT DISTINCT FROM i.{_sql_name(n)}" for n in columns)
         wanted = ", ".join(_sql_name(n) for n in columns)
         with duckdb.connect() as con:

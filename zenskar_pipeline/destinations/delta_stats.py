@@ -9,6 +9,7 @@ be truncated upward or downward, so string columns are always read.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,6 +74,42 @@ def _column_extreme(
         paths = set(files.column("path").filter(unknown).to_pylist())
         _fold(extremes, _read(table, column, paths, partitioned=partitioned), kind)
     return extremes
+
+
+def pruning(rows: pa.Table, columns: Sequence[str]) -> list[list[tuple[str, str, Any]]] | None:
+    """A file-pruning predicate (delta-rs tuple filters, OR of ANDs) for the files that may hold rows equal
+    to `rows` on `columns`: per partition of `rows` (when `_zenskar_partition` is among `columns`), each
+    other column's [min, max] in `rows`, widened by a millisecond for timestamps (whose statistics keep
+    milliseconds). Columns with NULLs or whose statistics are not trusted are left out. None: every file."""
+    ranged = [
+        c
+        for c in columns
+        if c != PARTITION
+        and _trusted(rows.schema.field(c).type)
+        and not pa.types.is_decimal(rows.schema.field(c).type)
+    ]
+    ranged = [c for c in ranged if rows.column(c).null_count == 0]
+    by_partition = PARTITION in columns and rows.column(PARTITION).null_count == 0
+    if not ranged and not by_partition:
+        return None
+    keys = ["_all"] if not by_partition else [PARTITION]
+    source = rows.select([*ranged, PARTITION] if by_partition else ranged)
+    if not by_partition:
+        source = source.append_column("_all", pa.repeat(pa.scalar(0), rows.num_rows))
+    extremes = source.group_by(keys, use_threads=False).aggregate(
+        [(c, "min") for c in ranged] + [(c, "max") for c in ranged]
+    )
+    slack = dt.timedelta(milliseconds=1)
+    groups: list[list[tuple[str, str, Any]]] = []
+    for group in extremes.to_pylist():
+        conjunction: list[tuple[str, str, Any]] = [(PARTITION, "=", group[PARTITION])] if by_partition else []
+        for column in ranged:
+            low, high = group[f"{column}_min"], group[f"{column}_max"]
+            if isinstance(low, dt.datetime):
+                low, high = low - slack, high + slack
+            conjunction += [(column, ">=", low), (column, "<=", high)]
+        groups.append(conjunction)
+    return groups
 
 
 def _read(table: DeltaTable, column: str, paths: set[str], *, partitioned: bool) -> pa.Table:
