@@ -106,6 +106,21 @@ def local_warehouse(root: Path) -> Iterator[dict[str, Any]]:
         server.wait(10)
 
 
+def warehouse_counts(info: dict[str, Any], *, reset: bool = False) -> dict[str, int]:
+    """What the local warehouse has received since its counts were last reset: statements, their SQL bytes,
+    the largest, bound values; and its open sessions (`/_local/health`; `reset` starts counting afresh)."""
+    import ssl
+    import urllib.request
+
+    url = f"https://{info['server_hostname']}:{info['port']}/_local/health"
+    headers = {"Authorization": f"Bearer {info['access_token']}"}
+    request = urllib.request.Request(url, headers=headers, method="DELETE" if reset else "GET")
+    context = ssl.create_default_context(cafile=info["tls_ca_file"])
+    with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+        counts: dict[str, int] = json.loads(answer.read())
+    return counts
+
+
 def run_child(script: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run `script` again in a fresh interpreter (its child mode); the last stdout line is its JSON report."""
     done = subprocess.run(

@@ -1,12 +1,13 @@
-"""Benchmark: loading `zenskar_pipeline.definitions` with 500 configured streams (target: <= 3 s, zero network
-calls), from a generated streams file and its discovery cache, with Databricks pointed at an unroutable host.
+"""Benchmark: loading `zenskar_pipeline.definitions` with 2,000 configured streams (target: <= 5 s, zero
+network calls), from a generated streams file and its discovery cache, with Databricks pointed at an
+unroutable host.
 
 A fresh child process per size installs an audit hook that counts (and refuses) every socket connect and
 counts name lookups, then times `import dagster`, the import of `zenskar_pipeline.definitions` (streams file,
 discovery cache, `build_definitions`) and `Definitions.validate_loadable` (the repository a code server
 builds). One stream is loaded too, to show the cost per stream.
 
-    .venv/bin/python benchmarks/definitions_load.py [--streams 500] [--quick]
+    .venv/bin/python benchmarks/definitions_load.py [--streams 2000] [--quick]
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ def measure(streams: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--streams", type=int, default=500)
+    parser.add_argument("--streams", type=int, default=2_000)
     parser.add_argument("--quick", action="store_true", help="20 streams: checks the script works")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -189,11 +190,7 @@ def main() -> None:
     network = len(many["connects"]) + len(many["lookups"])
     print("targets:")
     load = many["load_seconds"]
-    print(f"  load with {many['streams']} streams <= 3 s: {load:.2f} s, {verdict(load <= 3)}")
-    print(
-        f"  whole process (interpreter, dagster, definitions) <= 3 s: {many['process_seconds']:.2f} s, "
-        f"{verdict(many['process_seconds'] <= 3)}"
-    )
+    print(f"  load with {many['streams']:,} streams <= 5 s: {load:.2f} s, {verdict(load <= 5)}")
     print(f"  zero network calls: {network}, {verdict(network == 0)}")
 
 

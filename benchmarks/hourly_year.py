@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shutil
 import sqlite3
-import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from _support import machine_note, print_table, verdict
+from _support import machine_note, print_table, verdict, warehouse_counts
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = "main.bench.hourly"
@@ -68,17 +65,6 @@ def write_source(root: Path, rows: int, first_hour: dt.datetime, hours: int) -> 
     tables.create_table(root, TABLE, data, primary_key=["event_id"])
 
 
-def health(info: dict[str, Any], method: str = "GET") -> dict[str, int]:
-    """What the warehouse has received since its counts were reset (`/_local/health`; DELETE resets)."""
-    url = f"https://{info['server_hostname']}:{info['port']}/_local/health"
-    headers = {"Authorization": f"Bearer {info['access_token']}"}
-    request = urllib.request.Request(url, headers=headers, method=method)
-    context = ssl.create_default_context(cafile=info["tls_ca_file"])
-    with urllib.request.urlopen(request, context=context, timeout=10) as answer:
-        counts: dict[str, int] = json.loads(answer.read())
-    return counts
-
-
 def events_recorded(home: Path) -> int:
     """Rows of the Dagster instance's event log (SQLite), across its runs."""
     total = 0
@@ -90,13 +76,13 @@ def events_recorded(home: Path) -> int:
 
 def sync(folder: Path, info: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     """One `zenskar-pipeline sync` process: its seconds, what it sent, what it printed."""
-    health(info, "DELETE")
+    warehouse_counts(info, reset=True)
     started = time.perf_counter()
     done = subprocess.run([CLI, "sync"], cwd=folder, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"sync failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    sent = health(info)
+    sent = warehouse_counts(info)
     keys = ("statements", "statement_bytes", "largest_statement_bytes", "parameters")
     return {"seconds": seconds, **{key: sent[key] for key in keys}}
 
