@@ -1,12 +1,16 @@
 """The warehouse's catalog: the Delta tables under the root folder, by Unity Catalog name, read fresh.
 
-Nothing is cached between calls, so a table another process writes is seen by the next statement. Errors
+Tables are read anew by every statement, so a table another process writes is seen by the next one; only a
+table's description (`table_info`: schema, properties, last_altered) is kept, for as long as its newest log
+entry is the same, so that `information_schema` over thousands of tables does not replay every log. Errors
 carry the error class and SQLSTATE Databricks uses for the same mistake.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,6 +67,8 @@ class Catalog:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._infos: dict[Path, tuple[tuple[str, int], TableInfo]] = {}
+        self._infos_lock = threading.Lock()
 
     # -- listing -------------------------------------------------------------------------------------------
 
@@ -108,6 +114,20 @@ class Catalog:
         return table.to_pyarrow_dataset()
 
     def table_info(self, name: TableName) -> TableInfo:
+        """What `information_schema` and `DESCRIBE` say of a table; described again when its log moved."""
+        path = name.path(self.root)
+        newest = _newest_log_entry(path / "_delta_log")
+        with self._infos_lock:
+            kept = self._infos.get(path)
+        if kept is not None and newest is not None and kept[0] == newest:
+            return kept[1]
+        info = self._describe(name)
+        if newest is not None:
+            with self._infos_lock:
+                self._infos[path] = (newest, info)
+        return info
+
+    def _describe(self, name: TableName) -> TableInfo:
         table = self._open(name)
         metadata = table.metadata()
         last_commit = table.history(1)
@@ -194,7 +214,9 @@ class Catalog:
     def history(self, name: TableName, limit: int | None = None) -> pa.Table:
         """`DESCRIBE HISTORY [LIMIT n]`: newest version first, in Databricks' columns."""
         commits = sorted(self._open(name).history(limit), key=lambda c: -int(c["version"]))
-        return pa.Table.from_pylist([history_row(c) for c in commits], schema=HISTORY_SCHEMA)
+        # delta-rs can return more than `limit` commits while another process commits: keep the newest.
+        kept = commits if limit is None else commits[:limit]
+        return pa.Table.from_pylist([history_row(c) for c in kept], schema=HISTORY_SCHEMA)
 
     def changes(
         self, name: TableName, start: int | datetime, end: int | datetime | None = None
@@ -249,3 +271,18 @@ def _column_rows(info: TableInfo) -> list[dict[str, str | None]]:
         rows.append({"col_name": "# col_name", "data_type": "data_type", "comment": "comment"})
         rows.extend(dict(by_name[column]) for column in info.partition_columns)
     return rows
+
+
+def _newest_log_entry(log: Path) -> tuple[str, int] | None:
+    """The name and modification time of a Delta log's newest entry (commit or checkpoint); None when the
+    folder cannot be listed. A new commit adds an entry, so the pair changes with every version."""
+    try:
+        entries = [
+            (entry.name, entry) for entry in os.scandir(log) if entry.name.endswith((".json", ".parquet"))
+        ]
+    except OSError:
+        return None
+    if not entries:
+        return None
+    name, entry = max(entries, key=lambda item: item[0])
+    return name, entry.stat().st_mtime_ns
