@@ -23,9 +23,12 @@ import pyarrow.parquet as pq
 from zenskar_pipeline.destinations import landing
 from zenskar_pipeline.destinations.landing import CONTENT_HASH, ROW_ID
 
-# DuckDB's own memory; it spills to the stage's folder beyond. 10M keyed rows rank in ~300 MB of process RSS
-# with 128 MB here (a limit of 1 GB: ~900 MB), at the same speed: ranking is mostly reading its table.
-MEMORY_LIMIT = "128MB"
+# DuckDB's own memory; it spills to the stage's folder beyond. Its buffers fill up to this as rows are
+# staged, so it is what a stage of 10M rows holds more than one of 1M (a limit of 1 GB: ~600 MB more).
+MEMORY_LIMIT = "64MB"
+# Rows handed back per batch. delta-rs holds more the larger its batches are, and more the more rows it
+# writes: 10M rows in batches of 500k peaked at 880 MB, in batches of 64k at 510 MB (1M rows: 430, 460).
+BATCH_ROWS = 64 * 1024
 # Positions handed back per fetch while the rows are read again; 8 bytes each.
 POSITION_BATCH_ROWS = 256 * 1024
 _POSITION = "pos"
@@ -74,7 +77,14 @@ class Stage:
         if self._ranked is not None:
             raise RuntimeError("the stage was ranked already; nothing can be added")
         table = pa.Table.from_batches([batch], self.schema)
-        hashes = landing.content_hashes(table)
+        # A slice at a time: hashing holds every column spelled out as bytes, several times the slice.
+        hashes = pa.chunked_array(
+            [
+                landing.content_hashes(table.slice(start, BATCH_ROWS))
+                for start in range(0, len(table), BATCH_ROWS)
+            ],
+            pa.string(),
+        )
         staged = table.append_column(CONTENT_HASH, hashes)
         if self._writer is None:
             self._writer = ipc.new_file(str(self._rows_path), staged.schema)
@@ -125,16 +135,18 @@ class Stage:
         with pa.OSFile(str(self._rows_path)) as source:
             reader = ipc.open_file(source)
             for index in range(reader.num_record_batches):
-                batch = reader.get_batch(index)
-                end = start + batch.num_rows
-                at, values = positions.below(end)
-                if self.ranking.key is None:
-                    yield self._with_row_ids(batch, at - start, values)
-                else:
-                    keep = np.ones(batch.num_rows, dtype=bool)
-                    keep[at - start] = False
-                    yield batch if keep.all() else batch.filter(pa.array(keep))
-                start = end
+                staged = reader.get_batch(index)
+                for offset in range(0, staged.num_rows, BATCH_ROWS):
+                    batch = staged.slice(offset, BATCH_ROWS)
+                    end = start + batch.num_rows
+                    at, values = positions.below(end)
+                    if self.ranking.key is None:
+                        yield self._with_row_ids(batch, at - start, values)
+                    else:
+                        keep = np.ones(batch.num_rows, dtype=bool)
+                        keep[at - start] = False
+                        yield batch if keep.all() else batch.filter(pa.array(keep))
+                    start = end
         positions.check_exhausted()
 
     def _rank(self) -> None:

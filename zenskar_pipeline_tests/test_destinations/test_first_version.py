@@ -103,8 +103,10 @@ def test_a_staged_first_version_lands_what_the_merges_land(
 ) -> None:
     landing = LANDINGS[name]
     rows = events(400, seed=len(name) + partitioned, partitioned=partitioned)
-    # Batches of 7 rows, positions handed back 5 at a time: losers and numbers fall across both boundaries.
+    # Batches of 7 rows read, handed back 3 at a time, positions 5 at a time: losers and numbers fall across
+    # every boundary.
     monkeypatch.setattr(staging, "POSITION_BATCH_ROWS", 5)
+    monkeypatch.setattr(staging, "BATCH_ROWS", 3)
     staged = DeltaDestination(str(tmp_path / "staged"), partitioned=partitioned)
     merged = DeltaDestination(str(tmp_path / "merged"), partitioned=partitioned)
     result = staged.create_copy(reader(rows, 7), landing, source_version=VERSION)
