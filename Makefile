@@ -49,6 +49,7 @@ lock:
 bench: install
 	$(BIN)/python benchmarks/local_warehouse_read.py
 	$(BIN)/python benchmarks/sync_full.py
+	$(BIN)/python benchmarks/sync_first_keyed.py
 	$(BIN)/python benchmarks/sync_noop.py
 	$(BIN)/python benchmarks/sync_backfill.py
 	$(BIN)/python benchmarks/definitions_load.py
