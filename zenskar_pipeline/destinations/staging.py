@@ -24,7 +24,8 @@ from zenskar_pipeline.destinations import landing
 from zenskar_pipeline.destinations.landing import CONTENT_HASH, ROW_ID
 
 # DuckDB's own memory; it spills to the stage's folder beyond. Its buffers fill up to this as rows are
-# staged, so it is what a stage of 10M rows holds more than one of 1M (a limit of 1 GB: ~600 MB more).
+# staged, so it is most of what a stage of 10M rows holds more than one of 1M (64 MB: 20 MB more; 128 MB:
+# about 100 MB more), and ranking 10M mostly unique keys takes 2 s either way.
 MEMORY_LIMIT = "64MB"
 # Rows handed back per batch. delta-rs holds more the larger its batches are, and more the more rows it
 # writes: 10M rows in batches of 500k peaked at 880 MB, in batches of 64k at 510 MB (1M rows: 430, 460).
@@ -176,7 +177,8 @@ class Stage:
                 f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} "
                 f"ORDER BY {', '.join([*order, f'{_HASH} DESC'])}) > 1 ORDER BY {_POSITION}"
             )
-        self._db.execute(f"COPY ({query}) TO '{path}' (FORMAT parquet)")
+        quoted = str(path).replace("'", "''")  # TMPDIR may hold a quote
+        self._db.execute(f"COPY ({query}) TO '{quoted}' (FORMAT parquet)")
         self._db.close()  # its memory is not needed while the rows are written
         self._db = None
         self._ranked = path
