@@ -50,6 +50,7 @@ bench: install
 	$(BIN)/python benchmarks/local_warehouse_read.py
 	$(BIN)/python benchmarks/sync_full.py
 	$(BIN)/python benchmarks/sync_noop.py
+	$(BIN)/python benchmarks/hourly_year.py
 	$(BIN)/python benchmarks/sync_backfill.py
 	$(BIN)/python benchmarks/definitions_load.py
 	$(BIN)/python benchmarks/sensor_tick.py
