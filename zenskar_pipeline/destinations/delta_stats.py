@@ -10,7 +10,7 @@ be truncated upward or downward, so string columns are always read.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -110,6 +110,25 @@ def pruning(rows: pa.Table, columns: Sequence[str]) -> list[list[tuple[str, str,
         ]
         for group in groups
     ]
+
+
+def range_conditions(
+    rows: pa.Table, columns: Sequence[str], *, quote: Callable[[str], str]
+) -> tuple[str, list[Any]]:
+    """A SQL condition (`?` markers, and their values) keeping the rows within each column's [min, max] in
+    `rows`, for the columns whose values order and have no NULLs: what a scan of the copy for rows equal to
+    `rows` needs to read at most, and what parquet row-group statistics can skip the rest by."""
+    conditions, values = [], []
+    for column in columns:
+        kind = rows.schema.field(column).type
+        if rows.column(column).null_count or not (
+            pa.types.is_integer(kind) or pa.types.is_temporal(kind) or pa.types.is_decimal(kind)
+        ):
+            continue
+        extremes = pc.min_max(rows.column(column)).as_py()
+        conditions.append(f"{quote(column)} BETWEEN ? AND ?")
+        values += [extremes["min"], extremes["max"]]
+    return " AND ".join(conditions), values
 
 
 def _ranges(rows: pa.Table, columns: Sequence[str]) -> list[tuple[str, str, Any]]:
