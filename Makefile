@@ -62,6 +62,7 @@ bench: install $(BIN)/.bench-installed
 	$(BIN)/python benchmarks/definitions_load.py
 	$(BIN)/python benchmarks/sensor_tick.py
 	$(BIN)/python benchmarks/change_feed.py
+	$(BIN)/python benchmarks/peer_dlt.py
 
 clean:
 	rm -rf $(VENV) .dagster_home data .zenskar-pipeline
