@@ -294,7 +294,9 @@ def run_side(
     work.mkdir(parents=True, exist_ok=True)
     warehouse_counts(info, reset=True)
     args = ["--dlt-chunk-size", str(chunk_size), "--child", side, kind, json.dumps(info), str(work)]
+    started = time.perf_counter()
     result = run_child(__file__, *args, env=child_env(side, work))
+    result["process_seconds"] = time.perf_counter() - started
     result["statements"] = warehouse_counts(info)["statements"]
     copy = fingerprint(result["copy"])
     result["matches"] = same(copy, source)
@@ -406,6 +408,11 @@ def print_figures(measured: dict[str, Any], rows: int, repeats: int, chunk_size:
         "  RSS after the imports, before the run (best), dlt | zp: "
         + per_case(runs, lambda sides: " | ".join(f"{best(sides[s], 'rss_before_mb'):.0f}" for s in SIDES))
         + " MB"
+    )
+    print(
+        "  whole child processes (interpreter, imports, run; zp with its discovery), best, dlt | zp: "
+        + per_case(runs, lambda sides: " | ".join(f"{best(sides[s], 'process_seconds'):.1f}" for s in SIDES))
+        + " s"
     )
     print(
         "  zp discovery, timed apart (a deployment caches it): "
