@@ -14,12 +14,13 @@ After every run, both copies must equal the source (rows, distinct keys, sum of 
 Fairness: every run is a fresh child process (the warehouse in another), one side after the other on the
 same warehouse; the sequence is repeated (--repeats, default 2) on fresh copies with dlt first in odd
 repeats and this project first in even ones, and each figure is the best of the repeats. A time covers
-everything after the imports: for dlt, building the engine, source and pipeline and `pipeline.run`
-(reflection, extract, normalize, load); for this project, opening the session and `run_sync` with a
-`DeltaDestination`, as `sync_noop.py` measures it (its discovery, which a deployment caches, is timed apart
-and printed). A peak RSS is the child's whole process, imports included. Both use their defaults: dlt
-fetches 50,000 rows a chunk (--dlt-chunk-size), this project 250,000. Also printed, not a target: a whole
-`zenskar-pipeline sync` process (discovery, Dagster, checks) that finds nothing new, after case 3.
+everything after the imports (dlt's lazy ones included: `load_dlt`): for dlt, building the engine, source
+and pipeline and `pipeline.run` (reflection, extract, normalize, load); for this project, opening the
+session and `run_sync` with a `DeltaDestination`, as `sync_noop.py` measures it (its discovery, which a
+deployment caches, is timed apart and printed); each side's whole child process is timed too. A peak RSS
+is the child's whole process, imports included. Both use their defaults: dlt fetches 50,000 rows a chunk
+(--dlt-chunk-size), this project 250,000. Also printed, not a target: a whole `zenskar-pipeline sync`
+process (discovery, Dagster, checks) that finds nothing new, after case 3.
 
 Needs the `bench` extra (dlt, databricks-sqlalchemy; `make bench` installs it).
 
