@@ -6,12 +6,17 @@ Targets: wall(10M)/wall(1M) <= 1.2 and peak RSS(10M)/RSS(1M) <= 1.2 for the run 
 most 2 statements for its sync; nothing committed.
 
     .venv/bin/python benchmarks/sync_noop.py [--rows 1000000 10000000] [--mode ...] [--quick]
+    BENCH_PROFILE=1 ... --rows 4000000    # also a profile of the run that finds nothing new (stderr)
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import os
+import pstats
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +36,7 @@ from _support import (
 )
 
 MODES = ("incremental_append_deduped", "incremental_append")
+PROFILE_ENV = "BENCH_PROFILE"  # set: the no-op's child prints a cProfile of the run to stderr
 
 
 def child(info: dict[str, Any], destination: Path, mode: str, run: str, earlier: str) -> None:
@@ -52,12 +58,18 @@ def child(info: dict[str, Any], destination: Path, mode: str, run: str, earlier:
     copy = DeltaDestination.for_stream(stream)
     before = copy.version()
     previous = {name: CheckOutcome(name, passed, metadata) for name, passed, metadata in json.loads(earlier)}
+    profile = cProfile.Profile() if run == "noop" and os.environ.get(PROFILE_ENV) else None
     started = time.perf_counter()
+    if profile is not None:
+        profile.enable()
     with resource.session() as session:
         (result,) = run_sync(session, stream, table, copy, Scope.whole_table())
         statements = session.statements_issued
         outcomes = check_sync(session, stream, table, copy, [result], earlier=previous)
         with_checks = session.statements_issued
+    if profile is not None:
+        profile.disable()
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
     report(
         run=run,
         seconds=time.perf_counter() - started,
