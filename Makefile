@@ -44,17 +44,27 @@ dev: install
 lock:
 	uv pip compile pyproject.toml devtools/pyproject.toml --extra dev --python-version 3.11 \
 		--no-emit-package zenskar-pipeline -o requirements.lock
+	uv pip compile pyproject.toml devtools/pyproject.toml --extra dev --extra bench -c requirements.lock \
+		--python-version 3.11 --no-emit-package zenskar-pipeline -o requirements-bench.lock
+
+# The `bench` extra (dlt, for benchmarks/peer_dlt.py) on top of the install: requirements-bench.lock pins
+# what requirements.lock pins at the same versions, and dlt's own dependencies besides.
+$(BIN)/.bench-installed: requirements-bench.lock $(BIN)/.installed
+	$(BIN)/pip install --quiet -r requirements-bench.lock
+	touch $@
 
 # One benchmark at a time: each measures speed and memory, so they must not compete with each other.
-bench: install
+bench: install $(BIN)/.bench-installed
 	$(BIN)/python benchmarks/local_warehouse_read.py
 	$(BIN)/python benchmarks/sync_full.py
 	$(BIN)/python benchmarks/sync_first_keyed.py
 	$(BIN)/python benchmarks/sync_noop.py
+	$(BIN)/python benchmarks/hourly_year.py
 	$(BIN)/python benchmarks/sync_backfill.py
 	$(BIN)/python benchmarks/definitions_load.py
 	$(BIN)/python benchmarks/sensor_tick.py
 	$(BIN)/python benchmarks/change_feed.py
+	$(BIN)/python benchmarks/peer_dlt.py
 
 clean:
 	rm -rf $(VENV) .dagster_home data .zenskar-pipeline

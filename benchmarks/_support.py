@@ -129,6 +129,8 @@ def run_child(script: str, *args: str, env: dict[str, str] | None = None) -> dic
     if done.returncode != 0:
         what = f"{Path(script).name} {' '.join(args[:2])}"
         raise RuntimeError(f"child {what} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    if os.environ.get("BENCH_PROFILE"):  # a child asked to profile prints it to stderr
+        sys.stderr.write(done.stderr)
     report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return report
 

@@ -85,7 +85,8 @@ def stream_asset(
         try:
             with databricks.session() as session:
                 reports = run_sync(session, stream, table, copy, scope, rebuild=is_rebuild(context))
-                outcomes = check_sync(session, stream, table, copy, reports)
+                earlier = checks.last_outcomes(context.instance, specs)
+                outcomes = check_sync(session, stream, table, copy, reports, earlier=earlier)
         except TRANSIENT_ERRORS:
             raise  # the retry policy takes these
         except Exception as error:

@@ -406,7 +406,10 @@ class DeltaDestination(Destination):
     ) -> WriteResult:
         """Merge prepared rows, at most one per `primary_key` and each with its content hash, on the key:
         `merge_deduped` once its rows are ranked."""
-        rows = self._drop_landed(prepared.rows, [*primary_key, CONTENT_HASH])  # unchanged: skipped anyway
+        # Unchanged rows: the merge would skip them. An equal content hash means an equal cursor, so the
+        # cursor's range narrows what is read of the copy.
+        within = [] if cursor_field is None else [cursor_field]
+        rows = self._drop_landed(prepared.rows, [*primary_key, CONTENT_HASH], within=within)
         matched = conditions.same_key(primary_key)
         update_when = conditions.newer_and_different(cursor_field)
 
@@ -632,20 +635,24 @@ class DeltaDestination(Destination):
         counts = landing.count_values(stamped.column(PARTITION)) if stamped.num_rows else {}
         return WriteResult(result.rows_written, result.rows_deleted, result.version, counts)
 
-    def _drop_landed(self, rows: pa.Table, columns: Sequence[str]) -> pa.Table:
+    def _drop_landed(self, rows: pa.Table, columns: Sequence[str], *, within: Sequence[str] = ()) -> pa.Table:
         """`rows` without those whose `columns` (NULL equal to NULL) a row of the copy already holds. The
         merge leaves such rows alone anyway; finding them first lets a write with nothing new skip the
-        merge. Only the files that may hold such rows are read (their partition, and the columns' ranges by
-        the log's file statistics: `delta_stats.pruning`); pruning can only keep a row the merge then
-        checks exactly, never drop one."""
+        merge. Only what may hold such rows is read: the files of their partitions whose statistics overlap
+        their values (`delta_stats.pruning`), and within those the rows in the ranges of `columns` and of
+        `within` (columns a landed row equal on `columns` must also equal), so that parquet row-group
+        statistics skip the rest. Narrowing can only keep a row for the merge to check, never drop one."""
         if rows.num_rows == 0 or not self.exists():
             return rows
         table = self._table()
-        if not set(columns) <= set(pa.schema(table.schema()).names):
+        narrowing = [*columns, *within]
+        if not set(narrowing) <= set(pa.schema(table.schema()).names):
             return rows
-        dataset = table.to_pyarrow_dataset(file_pruning_predicate=delta_stats.pruning(rows, columns))
+        dataset = table.to_pyarrow_dataset(file_pruning_predicate=delta_stats.pruning(rows, narrowing))
+        ranges, bounds = delta_stats.range_conditions(rows, narrowing, quote=_sql_name)
         same = " AND ".join(f"c.{_sql_name(n)} IS NOT DISTINCT FROM i.{_sql_name(n)}" for n in columns)
         wanted = ", ".join(_sql_name(n) for n in columns)
+        where = f" WHERE {ranges}" if ranges else ""
         with duckdb.connect() as con:
             con.register(
                 "incoming",
@@ -654,7 +661,8 @@ class DeltaDestination(Destination):
             con.register("copy", dataset)
             kept = con.sql(
                 f"SELECT {_POSITION} FROM incoming i WHERE NOT EXISTS "
-                f"(SELECT 1 FROM (SELECT {wanted} FROM copy) c WHERE {same}) ORDER BY {_POSITION}"
+                f"(SELECT 1 FROM (SELECT {wanted} FROM copy{where}) c WHERE {same}) ORDER BY {_POSITION}",
+                params=bounds,
             ).to_arrow_table()
         if kept.num_rows == rows.num_rows:
             return rows

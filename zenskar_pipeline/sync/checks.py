@@ -7,6 +7,9 @@ glue in `defs/checks.py` turns them into asset checks). Each strategy says which
   count from its Delta log (soft-deleted rows left out where the copy keeps them).
 - `primary_key_unique`: no key value held by two rows of the copy.
 Every run is checked, also one that found nothing new: Dagster expects each declared check to be answered.
+A check that reads the copy (its keys) answers from its last evaluation when the copy's Delta version is the
+one that evaluation read (`copy_version` in its metadata): a run that wrote nothing reads nothing, and a copy
+edited by hand has a new version, so it is read again.
 """
 
 from __future__ import annotations
@@ -97,11 +100,29 @@ def row_count(
     )
 
 
-def unique_key(destination: Destination, key: Sequence[str]) -> CheckOutcome:
-    duplicates = destination.duplicate_keys(key)
-    return CheckOutcome(
-        UNIQUE_KEY.name, duplicates == 0, {"duplicate_keys": duplicates, "primary_key": list(key)}
-    )
+def unique_key(
+    destination: Destination, key: Sequence[str], earlier: CheckOutcome | None = None
+) -> CheckOutcome:
+    """No two rows share a key value; `earlier`: the check's last evaluation, reused if still true."""
+    return keys_once(UNIQUE_KEY.name, "duplicate_keys", destination, key, None, earlier)
+
+
+def keys_once(
+    name: str,
+    figure: str,
+    destination: Destination,
+    key: Sequence[str],
+    only_where: str | None,
+    earlier: CheckOutcome | None,
+) -> CheckOutcome:
+    """A check that no key value is held twice (among the rows flagged `only_where`), answered from `earlier`
+    when that evaluation read the copy at its current version."""
+    version = destination.version()
+    if earlier is not None and version is not None and earlier.metadata.get("copy_version") == version:
+        return CheckOutcome(name, earlier.passed, {**earlier.metadata, "reused": True})
+    duplicates = destination.duplicate_keys(key, only_where=only_where)
+    metadata = {figure: duplicates, "primary_key": list(key), "copy_version": version, "reused": False}
+    return CheckOutcome(name, duplicates == 0, metadata)
 
 
 def _count(session: DatabricksSession, statement: statements.Statement) -> int:

@@ -6,7 +6,7 @@ the copy can be written before anything is read, then answers the checks the str
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from zenskar_pipeline.config import ResolvedStream
 from zenskar_pipeline.databricks.discovery import DiscoveredTable
@@ -44,9 +44,13 @@ def check_sync(
     reports: Sequence[PartitionReport],
     *,
     now: dt.datetime | None = None,
+    earlier: Mapping[str, CheckOutcome] | None = None,
 ) -> list[CheckOutcome]:
-    """The outcome of every check the stream's mode promises, for a finished run."""
+    """The outcome of every check the stream's mode promises, for a finished run; `earlier`: the checks'
+    last evaluations, by check name (a check that reads the copy reuses one made at its current version)."""
     if not reports:
         return []
-    run = SyncRun(session, stream, table, destination, now or dt.datetime.now(dt.UTC))
+    run = SyncRun(
+        session, stream, table, destination, now or dt.datetime.now(dt.UTC), earlier_checks=earlier or {}
+    )
     return strategy_for(stream.settings).verify(run, reports)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
 from zenskar_pipeline.defs import OUTSIDE_WINDOWS, build_definitions
 from zenskar_pipeline.defs.checks import ROW_COUNT, UNIQUE_KEY
@@ -120,3 +120,26 @@ def test_a_range_run_records_only_the_partitions_it_changed_or_never_recorded(pr
     backfill = dg.materialize([asset], instance=instance, tags={**tags, "dagster/backfill": "b1"})
     assert sorted(_by_partition(backfill)) == ["2026-01-01", "2026-01-02", "2026-01-03"]
     assert instance.get_materialized_partitions(EVENTS_KEY) == {"2026-01-01", "2026-01-02", "2026-01-03"}
+
+
+def test_a_run_that_wrote_nothing_answers_the_key_check_without_reading_the_copy(project: Project) -> None:
+    """The unique-key check reads every key of the copy; a later run answers from it while the copy's Delta
+    version is the one it read, and reads again once the copy moved (here: edited by hand)."""
+    defs = build_definitions(project.config, project.state, databricks=project.databricks)
+    asset = defs.resolve_assets_def(EVENTS_KEY)
+    instance = dg.DagsterInstance.ephemeral()
+
+    def unique_key_check() -> Any:
+        result = dg.materialize([asset], instance=instance, partition_key="2026-01-02")
+        (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == UNIQUE_KEY]
+        return check
+
+    first = unique_key_check()
+    assert first.passed and first.metadata["reused"].value is False
+    again = unique_key_check()  # nothing new: nothing written, the copy's version unchanged
+    assert again.passed and again.metadata["reused"].value is True
+    uri = str(project.destination / "zdefs/billing/usage_events")
+    write_deltalake(uri, DeltaTable(uri).to_pyarrow_table().slice(0, 1), mode="append")  # a key twice
+    edited = unique_key_check()
+    assert not edited.passed and edited.metadata["reused"].value is False
+    assert edited.metadata["duplicate_keys"].value == 1

@@ -47,6 +47,8 @@ class SyncRun:
     now: dt.datetime
     scope: Scope = field(default_factory=Scope.whole_table)  # what a sync covers (checks need none)
     rebuild: bool = False  # a backfill of windows (a change feed rebuilds them as of its synced version)
+    # The checks' last evaluations, by check name (for those that may answer from them: `sync.checks`).
+    earlier_checks: Mapping[str, checks.CheckOutcome] = field(default_factory=dict)
 
 
 class SyncStrategy(ABC):

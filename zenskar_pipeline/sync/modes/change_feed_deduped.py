@@ -77,5 +77,8 @@ class ChangeFeedDeduped(ChangeFeedStrategy):
                 run.session, run.table.name, version, copy_rows, partition_field=field, calendar=calendar
             )
         )
-        outcomes.append(checks.unique_key(run.destination, self.primary_key(run.stream, run.table)))
+        key = self.primary_key(run.stream, run.table)
+        outcomes.append(
+            checks.unique_key(run.destination, key, run.earlier_checks.get(checks.UNIQUE_KEY.name))
+        )
         return outcomes

@@ -39,7 +39,7 @@ from zenskar_pipeline.destinations import (
     WriteResult,
 )
 from zenskar_pipeline.destinations.landing import constant, content_hashes, set_column
-from zenskar_pipeline.sync import cursor
+from zenskar_pipeline.sync import checks, cursor
 from zenskar_pipeline.sync.changed_partitions import Look, Requested, above_high_water_mark
 from zenskar_pipeline.sync.checks import CheckOutcome, CheckSpec
 from zenskar_pipeline.sync.feed import ChangeFeedStrategy, Changes, Feed
@@ -303,9 +303,9 @@ def _absent(
 
 def _one_current(run: SyncRun) -> CheckOutcome:
     key = list(HistoryByCursor().primary_key(run.stream, run.table))
-    duplicates = run.destination.duplicate_keys(key, only_where=IS_CURRENT)
-    metadata = {"keys_with_several_current_versions": duplicates, "primary_key": key}
-    return CheckOutcome(ONE_CURRENT_VERSION.name, duplicates == 0, metadata)
+    earlier = run.earlier_checks.get(ONE_CURRENT_VERSION.name)
+    figure = "keys_with_several_current_versions"
+    return checks.keys_once(ONE_CURRENT_VERSION.name, figure, run.destination, key, IS_CURRENT, earlier)
 
 
 def _chunks(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.Table]:

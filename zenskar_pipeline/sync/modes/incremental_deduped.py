@@ -48,7 +48,8 @@ class IncrementalDeduped(SyncStrategy):
 
     def verify(self, run: SyncRun, reports: Sequence[PartitionReport]) -> list[CheckOutcome]:
         key = self.primary_key(run.stream, run.table)
-        return [*super().verify(run, reports), checks.unique_key(run.destination, key)]
+        earlier = run.earlier_checks.get(checks.UNIQUE_KEY.name)
+        return [*super().verify(run, reports), checks.unique_key(run.destination, key, earlier)]
 
     def requested(self, look: Look) -> Requested:
         return above_high_water_mark(look, str(self.cursor(look.stream, look.table)))
