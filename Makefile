@@ -57,6 +57,7 @@ $(BIN)/.bench-installed: requirements-bench.lock $(BIN)/.installed
 bench: install $(BIN)/.bench-installed
 	$(BIN)/python benchmarks/local_warehouse_read.py
 	$(BIN)/python benchmarks/sync_full.py
+	$(BIN)/python benchmarks/sync_first_keyed.py
 	$(BIN)/python benchmarks/sync_noop.py
 	$(BIN)/python benchmarks/hourly_year.py
 	$(BIN)/python benchmarks/sync_backfill.py

@@ -22,6 +22,12 @@ EXPECTED = {
         "sync time <= 1.5x (a) at 3,000 rows: ",
         "sync >= 8x faster than (b) at 3,000 rows: ",
     ],
+    "sync_first_keyed.py": [
+        "vs full refresh",
+        "deduped: peak RSS at 3,000 <= 1.3x at 2,000: ",
+        "append, key: peak RSS <= 1.5x the full refresh at 3,000: ",
+        "append, no key: rows/s not below old at 3,000: ",
+    ],
     "sync_noop.py": [
         "a sync that finds nothing new",
         "wall(4,000) / wall(2,000) <= 1.2: ",

@@ -6,11 +6,14 @@ changes a copy can follow.
 """
 
 from zenskar_pipeline.destinations.base import (
+    AppendNew,
     AppTransaction,
     ChangeAction,
     Destination,
     DestinationNotWritableError,
     DestinationResource,
+    Landing,
+    MergeDeduped,
     Rows,
     WriteResult,
 )
@@ -32,12 +35,15 @@ __all__ = [
     "SOURCE_VERSION",
     "SYNCED_AT",
     "AppTransaction",
+    "AppendNew",
     "ChangeAction",
     "DeltaDestination",
     "DeltaDestinationResource",
     "Destination",
     "DestinationNotWritableError",
     "DestinationResource",
+    "Landing",
+    "MergeDeduped",
     "Rows",
     "SchemaDriftError",
     "WriteResult",

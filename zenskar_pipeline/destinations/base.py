@@ -44,6 +44,27 @@ class WriteResult:
     rows_by_partition: Mapping[str | None, int] | None = None  # rows written per partition, when known
 
 
+@dataclass(frozen=True)
+class AppendNew:
+    """A copy's rows land as `Destination.append_new` lands them: once per `landing_key` within a
+    partition (the greatest by source version, then content), or key-less (None) every row, numbered
+    among identical rows (`_zenskar_row_id`)."""
+
+    landing_key: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class MergeDeduped:
+    """A copy's rows land as `Destination.merge_deduped` lands them: one per `primary_key`, the greatest by
+    (`cursor_field`, source version, content), with `_zenskar_content_hash`."""
+
+    primary_key: tuple[str, ...]
+    cursor_field: str | None
+
+
+Landing: TypeAlias = AppendNew | MergeDeduped  # how the rows of a copy's first version are told apart
+
+
 class ChangeAction(StrEnum):
     """What one change of a change feed does to a keyed copy."""
 
@@ -160,6 +181,33 @@ class Destination(ABC):
         """Land the rows not landed yet, matched on `landing_key` within their partition, or without a key
         on whole-row content counted as a multiset; rows sharing a key within the batch land once.
         `per_source_version`: rows carry `_zenskar_source_version` and are told apart per version."""
+
+    @abstractmethod
+    def create_copy(
+        self, batches: pa.RecordBatchReader, landing: Landing, *, source_version: int
+    ) -> WriteResult:
+        """Write the copy's first version from the batches, in one commit, landing what `append_new` or
+        `merge_deduped` (as `landing` says) would land into a copy that does not exist, however many rows
+        are read: memory does not grow with them (they are staged on local disk).
+
+        Args:
+            batches: the rows, as `append_new` takes them (source columns, `_zenskar_partition` when
+                partitioned); read once, to the end, before anything is written.
+            landing: which rows land and which system columns they carry (`AppendNew`, `MergeDeduped`).
+            source_version: the source version every row was read at (`_zenskar_source_version`).
+
+        Returns:
+            What was written: `rows_by_partition` always, `version` None when no row landed (no commit).
+            When another writer created the copy meanwhile, the rows are merged into that copy as
+            `landing` says (a commit per million rows), so that nothing lands twice; the result then adds
+            up those commits and names the last.
+
+        Raises:
+            ValueError: the batches carry system columns the writer sets, or `_zenskar_partition` does not
+                match `partitioned`; or, after a race, the merge's own errors (`append_new`).
+            SchemaDriftError: after a race, the other writer's copy cannot take the rows' columns.
+            Any error of the reader, as itself; nothing is committed then.
+        """
 
     @abstractmethod
     def merge_deduped(

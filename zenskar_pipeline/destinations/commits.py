@@ -1,14 +1,20 @@
 """How a Delta commit carries an application's version (the change feed's synced-through version) with the
-data it lands, so that both become visible at once or not at all; and the one way the writes open a merge.
+data it lands, so that both become visible at once or not at all; the one way the writes open a merge; and
+the file sizes of the writes that stream.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, Transaction
+from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties
 from deltalake.table import TableMerger
 
 from zenskar_pipeline.destinations.base import AppTransaction
+
+# A streamed write holds a file's bytes and a row group's rows until it flushes them: bounded, so that a
+# full refresh of 5M rows needs about the memory of one of 1M.
+TARGET_FILE_BYTES = 48 * 2**20
+STREAMING_WRITER = WriterProperties(max_row_group_size=256 * 1024)
 
 
 def commit_properties(app_transaction: AppTransaction | None) -> CommitProperties | None:

@@ -20,13 +20,13 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import DeltaTable, Field, WriterProperties, write_deltalake
+from deltalake import DeltaTable, Field, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.schema import PrimitiveType
 
 from zenskar_pipeline.config.models import ResolvedStream
 from zenskar_pipeline.config.values import local_path
-from zenskar_pipeline.destinations import change_merge, conditions, delta_stats, landing
+from zenskar_pipeline.destinations import change_merge, conditions, delta_stats, first_version, landing
 from zenskar_pipeline.destinations.base import (
     AppTransaction,
     Destination,
@@ -34,7 +34,12 @@ from zenskar_pipeline.destinations.base import (
     Rows,
     WriteResult,
 )
-from zenskar_pipeline.destinations.commits import commit_properties, merge_into
+from zenskar_pipeline.destinations.commits import (
+    STREAMING_WRITER,
+    TARGET_FILE_BYTES,
+    commit_properties,
+    merge_into,
+)
 from zenskar_pipeline.destinations.landing import (
     CONTENT_HASH,
     DELETED,
@@ -50,10 +55,6 @@ log = logging.getLogger(__name__)
 _POSITION = "__zenskar_position"  # a row's place in a write while it is compared with the copy
 _RANK_HASH = "__zenskar_rank_hash"  # the content hash while ranking an append batch; never landed
 COMMIT_ATTEMPTS = 6  # a lost race is retried this many times in all, with a growing random pause
-# A streamed write holds a file's bytes and a row group's rows until it flushes them: bounded, so that a
-# full refresh of 5M rows needs about the memory of one of 1M.
-TARGET_FILE_BYTES = 48 * 2**20
-STREAMING_WRITER = WriterProperties(max_row_group_size=256 * 1024)
 
 
 @dataclass(frozen=True)
@@ -316,19 +317,8 @@ class DeltaDestination(Destination):
         `per_source_version` (change-feed appends, rows carrying `_zenskar_source_version`): rows are told
         apart by (row id, source version), row ids counted per version, so the same change read again
         lands nothing and an identical change of another version still lands."""
-        current = self.schema()
-        # A change-feed copy starts from a snapshot without row ids; its changes never meet those rows
-        # (they carry later source versions), so it needs none.
-        if (
-            landing_key is None
-            and not per_source_version
-            and current is not None
-            and ROW_ID not in current.names
-        ):
-            raise ValueError(
-                f"{self.table_uri} was not written by a key-less append (it has no {ROW_ID}), so rows "
-                "landed before cannot be recognised; give the stream a primary key or reset it"
-            )
+        if landing_key is None and not per_source_version:
+            self.check_row_ids()
         prepared = self.prepare_rows(
             batches,
             source_version,
@@ -347,9 +337,27 @@ class DeltaDestination(Destination):
                 [(SOURCE_VERSION, "descending"), (_RANK_HASH, "descending")],
             )
             rows = ranked.drop_columns([_RANK_HASH])
+        return self.insert_prepared(Prepared(rows, prepared.plan), key, app_transaction=app_transaction)
+
+    def check_row_ids(self) -> None:
+        """A key-less append recognises the rows it landed by `_zenskar_row_id`: refuse a copy without it.
+        (A change-feed copy starts from a snapshot without row ids; its changes never meet those rows, as
+        they carry later source versions, so it is not checked.)"""
+        current = self.schema()
+        if current is not None and ROW_ID not in current.names:
+            raise ValueError(
+                f"{self.table_uri} was not written by a key-less append (it has no {ROW_ID}), so rows "
+                "landed before cannot be recognised; give the stream a primary key or reset it"
+            )
+
+    def insert_prepared(
+        self, prepared: Prepared, key: Sequence[str], *, app_transaction: AppTransaction | None = None
+    ) -> WriteResult:
+        """Insert the prepared rows (at most one per `key` within a partition) whose `key` the copy does not
+        hold in their partition yet: `append_new` once its rows are ranked or numbered."""
         # Within the row's partition: the merge then reads (and conflicts on) only the partitions it lands in.
         landing_columns = [*key, *([PARTITION] if self.partitioned else [])]
-        rows = self._drop_landed(rows, landing_columns)  # landed before: the merge would not insert them
+        rows = self._drop_landed(prepared.rows, landing_columns)  # landed before: not inserted anyway
         matched = conditions.same_key(landing_columns)
 
         def merge(table: DeltaTable) -> dict[str, Any]:
@@ -384,10 +392,24 @@ class DeltaDestination(Destination):
         order = [] if cursor_field is None else [(cursor_field, "descending")]
         order += [(SOURCE_VERSION, "descending"), (CONTENT_HASH, "descending")]
         rows = landing.first_per_key(prepared.rows, primary_key, order)
+        return self.merge_prepared(
+            Prepared(rows, prepared.plan), primary_key, cursor_field, app_transaction=app_transaction
+        )
+
+    def merge_prepared(
+        self,
+        prepared: Prepared,
+        primary_key: Sequence[str],
+        cursor_field: str | None,
+        *,
+        app_transaction: AppTransaction | None = None,
+    ) -> WriteResult:
+        """Merge prepared rows, at most one per `primary_key` and each with its content hash, on the key:
+        `merge_deduped` once its rows are ranked."""
         # Unchanged rows: the merge would skip them. An equal content hash means an equal cursor, so the
         # cursor's range narrows what is read of the copy.
         within = [] if cursor_field is None else [cursor_field]
-        rows = self._drop_landed(rows, [*primary_key, CONTENT_HASH], within=within)
+        rows = self._drop_landed(prepared.rows, [*primary_key, CONTENT_HASH], within=within)
         matched = conditions.same_key(primary_key)
         update_when = conditions.newer_and_different(cursor_field)
 
@@ -413,6 +435,9 @@ class DeltaDestination(Destination):
             rows, prepared.plan, merge, by_partition=False, app_transaction=app_transaction
         )
         return self._with_stamped_counts(result, rows)
+
+    # See `Destination.create_copy`; the staging and the streamed first commit are first_version.py's.
+    create_copy = first_version.create_copy
 
     # See `Destination.apply_changes`; the merge, its ranking and its soft deletes are change_merge.py's.
     apply_changes = change_merge.apply_deduped_changes

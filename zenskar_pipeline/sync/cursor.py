@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from zenskar_pipeline.databricks.discovery import DiscoveredTable
-from zenskar_pipeline.destinations import PARTITION, WriteResult
+from zenskar_pipeline.destinations import PARTITION, Landing, WriteResult
 from zenskar_pipeline.destinations.landing import count_values
 from zenskar_pipeline.sync.modes.base import SyncRun
 from zenskar_pipeline.sync.plan import SyncPlan, lower_cursor_bound, scope_windows, stream_calendar
@@ -25,6 +25,9 @@ from zenskar_pipeline.sync.reader import Classified, as_utc, classify, current_v
 from zenskar_pipeline.sync.report import PartitionReport
 
 MERGE_CHUNK_ROWS = 1_000_000  # rows held for one keyed write; a larger read is written in several commits
+# A copy that does not exist yet gets its first version in one commit, staged on disk (`create_copy`). False:
+# through the merges, chunk by chunk, as before; read at each run, so tests and a benchmark compare the two.
+FIRST_VERSION_STAGED = True
 
 
 @dataclass
@@ -152,6 +155,18 @@ def landable_chunks(run: SyncRun, read: CursorRead, chunk_rows: int | None) -> I
             yield from flush()
     if pending:
         yield from flush()
+
+
+def creates_copy(run: SyncRun) -> bool:
+    """Whether the run writes the copy's first version: it does not exist as the run starts."""
+    return FIRST_VERSION_STAGED and not run.destination.exists()
+
+
+def create_copy(run: SyncRun, read: CursorRead, landing: Landing) -> list[PartitionReport]:
+    """The read streamed into the copy's first version, one commit whatever its size; the reports."""
+    rows = landable_rows(run, read)
+    result = run.destination.create_copy(rows, landing, source_version=read.version)
+    return reports(read, written_by_partition(result, read.partition_keys is not None), {}, result.version)
 
 
 def written_by_partition(result: WriteResult, partitioned: bool) -> dict[str | None, int]:

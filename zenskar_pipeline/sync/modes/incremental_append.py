@@ -3,9 +3,10 @@ above its high-water mark minus `cursor_lag` (the greatest cursor landed there),
 yet: matched on (primary key, cursor), or without a key on whole-row content counted as a multiset (two
 identical events stay two). A newer version of a row (a greater cursor) is appended.
 
-Keyed reads are written a million rows a commit, so memory stays bounded; key-less appends number identical
-rows within one write, so they are written at once. The sensor asks for the windows holding rows above the
-copy's high-water mark, and the latest partitions.
+A copy's first version is written in one commit whatever the read's size, its rows staged on local disk.
+Later, keyed reads are written a million rows a commit, so memory stays bounded; key-less appends number
+identical rows within one write, so they are written at once. The sensor asks for the windows holding rows
+above the copy's high-water mark, and the latest partitions.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 
 from zenskar_pipeline.config import SyncMode
+from zenskar_pipeline.destinations import AppendNew
 from zenskar_pipeline.sync import cursor
 from zenskar_pipeline.sync.changed_partitions import Look, Requested, above_high_water_mark
 from zenskar_pipeline.sync.modes.base import FEED_ONLY_SETTINGS, SyncRun, SyncStrategy
@@ -27,8 +29,11 @@ class IncrementalAppend(SyncStrategy):
     def sync(self, run: SyncRun) -> list[PartitionReport]:
         field = self.cursor(run.stream, run.table)
         key = self.primary_key(run.stream, run.table)
+        first = cursor.creates_copy(run)
         read = cursor.plan_read(run, field, by_cursor=True)
-        landing_key = [*key, str(field)] if key else None
+        landing_key = (*key, str(field)) if key else None
+        if first:
+            return cursor.create_copy(run, read, AppendNew(landing_key))
         chunk_rows = cursor.MERGE_CHUNK_ROWS if key else None  # read now: tests lower it
         written: Counter[str | None] = Counter()
         version = None

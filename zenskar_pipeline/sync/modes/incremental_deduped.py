@@ -3,7 +3,8 @@ minus `cursor_lag` on), then merges on the primary key across the whole copy: on
 by (cursor, source version, content); an unchanged row is not rewritten; a row whose partition field
 changed moves to its new window and leaves nothing behind. Deletes at the source are not seen by a cursor.
 
-Reads are written a million rows a commit; the greatest version of a key wins whichever chunk brings it.
+A copy's first version is written in one commit whatever the read's size, its rows staged on local disk;
+later reads are written a million rows a commit; the greatest version of a key wins whichever chunk brings it.
 Checks: primary keys unique. The sensor asks as for `incremental_append`.
 """
 
@@ -13,6 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from zenskar_pipeline.config import ResolvedStream, SyncMode
+from zenskar_pipeline.destinations import MergeDeduped
 from zenskar_pipeline.sync import checks, cursor
 from zenskar_pipeline.sync.changed_partitions import Look, Requested, above_high_water_mark
 from zenskar_pipeline.sync.checks import CheckOutcome, CheckSpec
@@ -29,7 +31,10 @@ class IncrementalDeduped(SyncStrategy):
     def sync(self, run: SyncRun) -> list[PartitionReport]:
         field = self.cursor(run.stream, run.table)
         key = self.primary_key(run.stream, run.table)
+        first = cursor.creates_copy(run)
         read = cursor.plan_read(run, field, by_cursor=True)
+        if first:
+            return cursor.create_copy(run, read, MergeDeduped(key, field))
         written: Counter[str | None] = Counter()
         version = None
         for rows in cursor.landable_chunks(run, read, cursor.MERGE_CHUNK_ROWS):
