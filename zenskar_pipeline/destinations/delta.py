@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import DeltaTable, Field, write_deltalake
+from deltalake import DeltaTable, Field, QueryBuilder, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.schema import PrimitiveType
 
@@ -638,31 +638,31 @@ class DeltaDestination(Destination):
     def _drop_landed(self, rows: pa.Table, columns: Sequence[str], *, within: Sequence[str] = ()) -> pa.Table:
         """`rows` without those whose `columns` (NULL equal to NULL) a row of the copy already holds. The
         merge leaves such rows alone anyway; finding them first lets a write with nothing new skip the
-        merge. Only what may hold such rows is read: the files of their partitions whose statistics overlap
-        their values (`delta_stats.pruning`), and within those the rows in the ranges of `columns` and of
-        `within` (columns a landed row equal on `columns` must also equal), so that parquet row-group
-        statistics skip the rest. Narrowing can only keep a row for the merge to check, never drop one."""
+        merge. Only what may hold such rows is read, by delta-rs's own query engine: the files of their
+        partitions whose statistics overlap their values, and within those the rows in the ranges of
+        `columns` and of `within` (columns a landed row equal on `columns` must also equal), as
+        `delta_stats.scan_condition` spells them. Narrowing can only keep a row for the merge to check,
+        never drop one."""
         if rows.num_rows == 0 or not self.exists():
             return rows
         table = self._table()
         narrowing = [*columns, *within]
         if not set(narrowing) <= set(pa.schema(table.schema()).names):
             return rows
-        dataset = table.to_pyarrow_dataset(file_pruning_predicate=delta_stats.pruning(rows, narrowing))
-        ranges, bounds = delta_stats.range_conditions(rows, narrowing, quote=_sql_name)
+        condition = delta_stats.scan_condition(rows, narrowing)
+        wanted = ", ".join(conditions.quote(n) for n in columns)
+        scan = QueryBuilder().register("copy", table)
+        landed = scan.execute(f"SELECT {wanted} FROM copy" + (f" WHERE {condition}" if condition else ""))
         same = " AND ".join(f"c.{_sql_name(n)} IS NOT DISTINCT FROM i.{_sql_name(n)}" for n in columns)
-        wanted = ", ".join(_sql_name(n) for n in columns)
-        where = f" WHERE {ranges}" if ranges else ""
         with duckdb.connect() as con:
             con.register(
                 "incoming",
                 rows.select(list(columns)).append_column(_POSITION, pa.array(range(rows.num_rows))),
             )
-            con.register("copy", dataset)
+            con.register("copy", pa.RecordBatchReader.from_stream(landed))
             kept = con.sql(
                 f"SELECT {_POSITION} FROM incoming i WHERE NOT EXISTS "
-                f"(SELECT 1 FROM (SELECT {wanted} FROM copy{where}) c WHERE {same}) ORDER BY {_POSITION}",
-                params=bounds,
+                f"(SELECT 1 FROM copy c WHERE {same}) ORDER BY {_POSITION}"
             ).to_arrow_table()
         if kept.num_rows == rows.num_rows:
             return rows

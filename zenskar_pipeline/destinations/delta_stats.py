@@ -10,7 +10,7 @@ be truncated upward or downward, so string columns are always read.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
+from zenskar_pipeline.destinations import conditions
 from zenskar_pipeline.destinations.landing import PARTITION
 
 _PARTITION_STAT = f"partition.{PARTITION}"
@@ -76,71 +77,42 @@ def _column_extreme(
     return extremes
 
 
-PRUNING_GROUPS = 64  # per-partition ranges up to this many partitions; delta-rs checks each file against each
-
-
-def pruning(rows: pa.Table, columns: Sequence[str]) -> list[list[tuple[str, str, Any]]] | None:
-    """A file-pruning predicate (delta-rs tuple filters, OR of ANDs) for the files that may hold rows equal
-    to `rows` on `columns`: the partitions of `rows` (when `_zenskar_partition` is among `columns`), and each
-    other column's [min, max] in `rows`, widened by a millisecond for timestamps (whose statistics keep
-    milliseconds). Ranges are per partition for up to `PRUNING_GROUPS` partitions, else over all rows
-    (delta-rs evaluates every group against every file: 8,760 groups over 8,760 files took 11 s). Columns
-    with NULLs or whose statistics are not trusted are left out. None: every file."""
-    ranged = [
-        c
-        for c in columns
-        if c != PARTITION
-        and _trusted(rows.schema.field(c).type)
-        and not pa.types.is_decimal(rows.schema.field(c).type)
-        and rows.column(c).null_count == 0
-    ]
-    by_partition = PARTITION in columns and rows.column(PARTITION).null_count == 0
-    if not ranged and not by_partition:
-        return None
-    partitions = pc.unique(rows.column(PARTITION)).to_pylist() if by_partition else []
-    if by_partition and len(partitions) > PRUNING_GROUPS:
-        return [[(PARTITION, "in", partitions), *_ranges(rows, ranged)]]
-    groups = (
-        [rows] if not by_partition else [rows.filter(pc.equal(rows.column(PARTITION), p)) for p in partitions]
-    )
-    return [
-        [
-            *([(PARTITION, "=", group.column(PARTITION)[0].as_py())] if by_partition else []),
-            *_ranges(group, ranged),
-        ]
-        for group in groups
-    ]
-
-
-def range_conditions(
-    rows: pa.Table, columns: Sequence[str], *, quote: Callable[[str], str]
-) -> tuple[str, list[Any]]:
-    """A SQL condition (`?` markers, and their values) keeping the rows within each column's [min, max] in
-    `rows`, for the columns whose values order and have no NULLs: what a scan of the copy for rows equal to
-    `rows` needs to read at most, and what parquet row-group statistics can skip the rest by."""
-    conditions, values = [], []
+def scan_condition(rows: pa.Table, columns: Sequence[str]) -> str | None:
+    """A DataFusion condition keeping the copy's rows that may equal a row of `rows` on `columns`: the
+    partitions of `rows` (when `_zenskar_partition` is among `columns`) and each integer, date or timestamp
+    column's [min, max] in `rows` (timestamps widened by a millisecond, so no literal's precision can
+    matter). delta-rs prunes files by partition and statistics with it, and parquet row groups by their
+    statistics. Columns holding NULLs and other types are left out: the condition may keep more than it
+    must, never less. None: every row."""
+    parts: list[str] = []
     for column in columns:
-        kind = rows.schema.field(column).type
-        if rows.column(column).null_count or not (
-            pa.types.is_integer(kind) or pa.types.is_temporal(kind) or pa.types.is_decimal(kind)
-        ):
+        values = rows.column(column)
+        if values.null_count:
             continue
-        extremes = pc.min_max(rows.column(column)).as_py()
-        conditions.append(f"{quote(column)} BETWEEN ? AND ?")
-        values += [extremes["min"], extremes["max"]]
-    return " AND ".join(conditions), values
+        kind = values.type
+        if column == PARTITION:
+            parts.append(conditions.in_list(PARTITION, pc.unique(values).to_pylist()))
+            continue
+        if not (pa.types.is_integer(kind) or pa.types.is_date(kind) or pa.types.is_timestamp(kind)):
+            continue
+        extremes = pc.min_max(values).as_py()
+        low, high = _literal(extremes["min"], -1), _literal(extremes["max"], 1)
+        if low is not None and high is not None:
+            parts.append(f"{conditions.quote(column)} BETWEEN {low} AND {high}")
+    return " AND ".join(parts) or None
 
 
-def _ranges(rows: pa.Table, columns: Sequence[str]) -> list[tuple[str, str, Any]]:
-    slack = dt.timedelta(milliseconds=1)
-    conditions: list[tuple[str, str, Any]] = []
-    for column in columns:
-        extremes = pc.min_max(rows.column(column)).as_py()
-        low, high = extremes["min"], extremes["max"]
-        if isinstance(low, dt.datetime) and isinstance(high, dt.datetime):
-            low, high = low - slack, high + slack
-        conditions += [(column, ">=", low), (column, "<=", high)]
-    return conditions
+def _literal(value: Any, side: int) -> str | None:
+    """`value` as a DataFusion literal; instants moved a millisecond outward (`side`). None: not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP '{(value + side * dt.timedelta(milliseconds=1)).isoformat()}'"
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    return None
 
 
 def _read(table: DeltaTable, column: str, paths: set[str], *, partitioned: bool) -> pa.Table:

@@ -116,3 +116,44 @@ def test_partitioned_copy_needs_partition_keys(copy: DeltaDestination) -> None:
         copy.append_new(rows, ["event_id"], source_version=1)
     with pytest.raises(ValueError, match="give source_version"):
         copy.append_new(events([(1, "a", None, at(1))]), ["event_id"])
+
+
+def test_rows_landed_are_found_to_the_microsecond_across_many_partitions(tmp_path: Path) -> None:
+    """The scan for rows already landed is narrowed by partition and by each key column's range; rows at
+    either end of a range, a microsecond apart, in a hundred partitions, must still be found or landed."""
+    import datetime as dt
+
+    copy = DeltaDestination(str(tmp_path / "usage"), partitioned=True)
+    schema = pa.schema(
+        [
+            ("event_id", pa.int64()),
+            ("day", pa.date32()),
+            ("amount", pa.decimal128(18, 6)),
+            ("updated_at", pa.timestamp("us", tz="UTC")),
+            (PARTITION, pa.string()),
+        ]
+    )
+    base = dt.datetime(2026, 1, 1, 0, 0, 0, 999_999, tzinfo=dt.UTC)
+
+    def rows(shift_us: int, ids: range) -> pa.Table:
+        stamps = [base + dt.timedelta(hours=i, microseconds=shift_us) for i in ids]
+        return pa.table(
+            {
+                "event_id": list(ids),
+                "day": [s.date() for s in stamps],
+                "amount": [Decimal(i) / 1000 for i in ids],
+                "updated_at": stamps,
+                PARTITION: [f"{s:%Y-%m-%d-%H}" for s in stamps],
+            },
+            schema=schema,
+        )
+
+    key = ["event_id", "day", "amount", "updated_at"]
+    first = copy.append_new(rows(0, range(100)), key, source_version=1)
+    again = copy.append_new(rows(0, range(100)), key, source_version=2)
+    outside = pa.concat_tables([rows(1, range(0, 1)), rows(-1, range(99, 100))])
+    ends = copy.append_new(outside, key, source_version=3)
+
+    assert (first.rows_written, again.rows_written, again.version) == (100, 0, None)
+    assert ends.rows_written == 2  # a microsecond past either end of the landed range is a new row
+    assert len(landed(copy.table_uri, "event_id")) == 102
