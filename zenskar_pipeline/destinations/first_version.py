@@ -31,6 +31,7 @@ from zenskar_pipeline.destinations.landing import (
     constant,
     count_values,
     now,
+    tables_of,
     with_system_fields,
 )
 from zenskar_pipeline.destinations.schema_drift import conform, plan_schema
@@ -125,7 +126,7 @@ def _merge_into_theirs(
         destination.check_row_ids()
     kept = _landing_column(landing)
     results: list[WriteResult] = []
-    for chunk in _chunks(stage.landing(), RACE_CHUNK_ROWS):
+    for chunk in tables_of(stage.landing(), RACE_CHUNK_ROWS):
         chunk = chunk.append_column(SOURCE_VERSION, constant(source_version, pa.int64(), len(chunk)))
         if kept != CONTENT_HASH:
             chunk = chunk.drop_columns([CONTENT_HASH])  # the ranking's, not the copy's
@@ -136,19 +137,6 @@ def _merge_into_theirs(
             merged = destination.insert_prepared(prepared, landing.landing_key or [ROW_ID])
         results.append(merged)
     return _added_up(results)
-
-
-def _chunks(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
-    pending: list[pa.RecordBatch] = []
-    held = 0
-    for batch in batches:
-        pending.append(batch)
-        held += batch.num_rows
-        if held >= rows:
-            yield pa.Table.from_batches(pending)
-            pending, held = [], 0
-    if pending:
-        yield pa.Table.from_batches(pending)
 
 
 def _added_up(results: list[WriteResult]) -> WriteResult:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -190,3 +190,19 @@ def _digits(column: pa.Array) -> pa.Array:
 
 def _bytes(value: bytes) -> pa.Scalar:
     return pa.scalar(value, pa.large_binary())
+
+
+def tables_of(
+    batches: Iterable[pa.RecordBatch], rows: int, schema: pa.Schema | None = None
+) -> Iterator[pa.Table]:
+    """`batches` gathered into tables of at least `rows` rows (the last may hold fewer), in order."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        pending.append(batch)
+        held += batch.num_rows
+        if held >= rows:
+            yield pa.Table.from_batches(pending, schema)
+            pending, held = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending, schema)

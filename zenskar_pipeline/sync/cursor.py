@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,6 +155,20 @@ def landable_chunks(run: SyncRun, read: CursorRead, chunk_rows: int | None) -> I
             yield from flush()
     if pending:
         yield from flush()
+
+
+def land_chunks(
+    run: SyncRun, read: CursorRead, chunk_rows: int | None, write: Callable[[pa.Table], WriteResult]
+) -> list[PartitionReport]:
+    """Each chunk of `landable_chunks` through `write` (one destination call); the reports of what the
+    writes landed, with the copy's last version written."""
+    written: Counter[str | None] = Counter()
+    version = None
+    for rows in landable_chunks(run, read, chunk_rows):
+        result = write(rows)
+        written.update(written_by_partition(result, read.partition_keys is not None))
+        version = result.version if result.version is not None else version
+    return reports(read, written, {}, version)
 
 
 def creates_copy(run: SyncRun) -> bool:

@@ -22,7 +22,7 @@ range run lands what its partitions would land one by one.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import duckdb
 import pyarrow as pa
@@ -38,7 +38,7 @@ from zenskar_pipeline.destinations import (
     Destination,
     WriteResult,
 )
-from zenskar_pipeline.destinations.landing import constant, content_hashes, set_column
+from zenskar_pipeline.destinations.landing import constant, content_hashes, set_column, tables_of
 from zenskar_pipeline.sync import checks, cursor
 from zenskar_pipeline.sync.changed_partitions import Look, Requested, above_high_water_mark
 from zenskar_pipeline.sync.checks import CheckOutcome, CheckSpec
@@ -67,14 +67,12 @@ class HistoryByCursor(SyncStrategy):
         field = str(self.cursor(run.stream, run.table))
         key = self.primary_key(run.stream, run.table)
         read = cursor.plan_read(run, field, by_cursor=True)
-        written: Counter[str | None] = Counter()
-        version = None
-        for rows in cursor.landable_chunks(run, read, cursor.MERGE_CHUNK_ROWS):
+
+        def land(rows: pa.Table) -> WriteResult:
             incoming = set_column(rows, SOURCE_VERSION, constant(read.version, pa.int64(), rows.num_rows))
-            result = land_versions(run.destination, key, _versions(incoming, rows.column(field)))
-            written.update(cursor.written_by_partition(result, read.partition_keys is not None))
-            version = result.version if result.version is not None else version
-        return cursor.reports(read, written, {}, version)
+            return land_versions(run.destination, key, _versions(incoming, rows.column(field)))
+
+        return cursor.land_chunks(run, read, cursor.MERGE_CHUNK_ROWS, land)
 
     def checks(self, stream: ResolvedStream) -> list[CheckSpec]:
         return [*super().checks(stream), ONE_CURRENT_VERSION]
@@ -117,7 +115,7 @@ class HistoryByChangeFeed(ChangeFeedStrategy):
             incoming = set_column(chunk, SOURCE_VERSION, constant(version, pa.int64(), chunk.num_rows))
             return _versions(incoming, pa.repeat(committed_at, chunk.num_rows))
 
-        for chunk in _chunks(rows, cursor.MERGE_CHUNK_ROWS):
+        for chunk in tables_of(rows, cursor.MERGE_CHUNK_ROWS, rows.schema):
             if held is not None:
                 written.update(land_versions(destination, key, versions_of(held)).rows_by_partition or {})
             held = chunk
@@ -306,19 +304,6 @@ def _one_current(run: SyncRun) -> CheckOutcome:
     earlier = run.earlier_checks.get(ONE_CURRENT_VERSION.name)
     figure = "keys_with_several_current_versions"
     return checks.keys_once(ONE_CURRENT_VERSION.name, figure, run.destination, key, IS_CURRENT, earlier)
-
-
-def _chunks(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.Table]:
-    pending: list[pa.RecordBatch] = []
-    held = 0
-    for batch in reader:
-        pending.append(batch)
-        held += batch.num_rows
-        if held >= rows:
-            yield pa.Table.from_batches(pending, reader.schema)
-            pending, held = [], 0
-    if pending:
-        yield pa.Table.from_batches(pending, reader.schema)
 
 
 def _numbered(table: pa.Table) -> pa.Table:

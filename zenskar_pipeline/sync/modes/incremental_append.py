@@ -11,8 +11,6 @@ above the copy's high-water mark, and the latest partitions.
 
 from __future__ import annotations
 
-from collections import Counter
-
 from zenskar_pipeline.config import SyncMode
 from zenskar_pipeline.destinations import AppendNew
 from zenskar_pipeline.sync import cursor
@@ -35,13 +33,12 @@ class IncrementalAppend(SyncStrategy):
         if first:
             return cursor.create_copy(run, read, AppendNew(landing_key))
         chunk_rows = cursor.MERGE_CHUNK_ROWS if key else None  # read now: tests lower it
-        written: Counter[str | None] = Counter()
-        version = None
-        for rows in cursor.landable_chunks(run, read, chunk_rows):
-            result = run.destination.append_new(rows, landing_key, source_version=read.version)
-            written.update(cursor.written_by_partition(result, read.partition_keys is not None))
-            version = result.version if result.version is not None else version
-        return cursor.reports(read, written, {}, version)
+        return cursor.land_chunks(
+            run,
+            read,
+            chunk_rows,
+            lambda rows: run.destination.append_new(rows, landing_key, source_version=read.version),
+        )
 
     def requested(self, look: Look) -> Requested:
         return above_high_water_mark(look, str(self.cursor(look.stream, look.table)))

@@ -10,7 +10,6 @@ Checks: primary keys unique. The sensor asks as for `incremental_append`.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 
 from zenskar_pipeline.config import ResolvedStream, SyncMode
@@ -35,13 +34,12 @@ class IncrementalDeduped(SyncStrategy):
         read = cursor.plan_read(run, field, by_cursor=True)
         if first:
             return cursor.create_copy(run, read, MergeDeduped(key, field))
-        written: Counter[str | None] = Counter()
-        version = None
-        for rows in cursor.landable_chunks(run, read, cursor.MERGE_CHUNK_ROWS):
-            result = run.destination.merge_deduped(rows, key, field, source_version=read.version)
-            written.update(cursor.written_by_partition(result, read.partition_keys is not None))
-            version = result.version if result.version is not None else version
-        return cursor.reports(read, written, {}, version)
+        return cursor.land_chunks(
+            run,
+            read,
+            cursor.MERGE_CHUNK_ROWS,
+            lambda rows: run.destination.merge_deduped(rows, key, field, source_version=read.version),
+        )
 
     def checks(self, stream: ResolvedStream) -> list[CheckSpec]:
         return [*super().checks(stream), checks.UNIQUE_KEY]
