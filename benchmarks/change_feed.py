@@ -7,13 +7,18 @@ touches every file of the copy, so a copy-on-write merge rewrites most of it; it
 the target is about the first.
 
     .venv/bin/python benchmarks/change_feed.py [--rows 5000000] [--quick]
+    BENCH_PROFILE=1 ...    # also a profile of the change-feed run of recent corrections (stderr)
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import dataclasses
 import json
+import os
+import pstats
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +38,9 @@ from _support import (
     verdict,
     warm_up,
 )
+
+
+PROFILE_ENV = "BENCH_PROFILE"  # set: the child prints a cProfile of the recent change-feed run to stderr
 
 
 def _changed_rows(root: Path, rows: int, shape: str, seed: int) -> int:
@@ -84,11 +92,17 @@ def child(info: dict[str, Any], root: Path, destination: Path, rows: int) -> Non
         (stream,) = validate_streams(config, state)
         table = state.get(stream.name)
         assert table is not None
+        profile = cProfile.Profile() if label == "recent_changes" and os.environ.get(PROFILE_ENV) else None
         started = time.perf_counter()
+        if profile is not None:
+            profile.enable()
         with resource.session() as session:
             reports = run_sync(
                 session, stream, table, DeltaDestination.for_stream(stream), Scope.partitions(keys)
             )
+        if profile is not None:
+            profile.disable()
+            pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
         figures[label] = {
             "seconds": time.perf_counter() - started,
             "statements": session.statements_issued,
