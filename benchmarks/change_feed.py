@@ -39,7 +39,6 @@ from _support import (
     warm_up,
 )
 
-
 PROFILE_ENV = "BENCH_PROFILE"  # set: the child prints a cProfile of the recent change-feed run to stderr
 
 
