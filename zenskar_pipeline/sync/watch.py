@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
@@ -43,12 +44,17 @@ OpenSession = Callable[[], AbstractContextManager[DatabricksSession]]
 class SessionPool:
     """Sessions kept open between passes (one process, many ticks), so that a tick does not pay for
     connecting. A session is handed to one worker at a time; one that failed, or idled longer than
-    `idle_limit_s`, is closed instead of handed out again."""
+    `idle_limit_s`, is closed instead of handed out again.
+
+    A pool dropped with sessions still open (a code location reloaded, definitions built again) closes
+    them on a thread of its own: left to the connector's `__del__`, they would close in whichever thread
+    the garbage collector happened to run, blocking it on a network call."""
 
     def __init__(self, idle_limit_s: float = 300.0) -> None:
         self._idle: list[tuple[float, AbstractContextManager[DatabricksSession], DatabricksSession]] = []
         self._lock = threading.Lock()
         self._idle_limit_s = idle_limit_s
+        weakref.finalize(self, _close_elsewhere, self._idle)
 
     def opener(self, open_session: OpenSession) -> OpenSession:
         """`open_session` through the pool."""
@@ -81,9 +87,26 @@ class SessionPool:
 
     def close(self) -> None:
         with self._lock:
-            idle, self._idle = self._idle, []
+            idle = list(self._idle)
+            self._idle.clear()
         for _, manager, _ in idle:
             _close(manager)
+
+
+def _close_elsewhere(
+    idle: list[tuple[float, AbstractContextManager[DatabricksSession], DatabricksSession]],
+) -> None:
+    """Close `idle`'s sessions on a new thread (see `SessionPool`)."""
+    if not idle:
+        return
+    managers = [manager for _, manager, _ in idle]
+    idle.clear()
+
+    def close_all() -> None:
+        for manager in managers:
+            _close(manager)
+
+    threading.Thread(target=close_all, name="closing-kept-sessions", daemon=True).start()
 
 
 def _close(manager: AbstractContextManager[DatabricksSession]) -> None:

@@ -90,3 +90,38 @@ def test_a_moved_hint_reads_the_table_at_once(make_source: Any, warehouse: Local
     result = watch(resource.session, destinations, watched, seen, memory=memory, now=now)
     assert [new.stream.name for new in result.new] == [sources[7].stream.name]
     assert result.new[0].version == seen[sources[7].stream.name] + 1
+
+
+def test_a_dropped_memory_closes_its_kept_sessions_on_a_thread_of_its_own(
+    warehouse: LocalWarehouse, monkeypatch: Any
+) -> None:
+    """Sessions a sensor kept must not be left to the connector's `__del__`: run by the garbage collector in
+    whatever thread it lands, that would block the thread on a network call (in the in-process warehouse,
+    its own serving thread, so nothing answered until the call timed out)."""
+    import gc
+    import threading
+    import time
+
+    from zenskar_pipeline.sync import watch as watch_module
+
+    closed_on: list[str] = []
+    close = watch_module._close
+
+    def recording_close(manager: Any) -> None:
+        closed_on.append(threading.current_thread().name)
+        close(manager)
+
+    monkeypatch.setattr(watch_module, "_close", recording_close)
+    memory = WatchMemory()
+    with memory.sessions.opener(databricks_resource(warehouse).session)() as session:
+        session_id = session._connection.get_session_id()
+    assert session_id in warehouse.service._sessions  # kept open for the next pass
+
+    del memory, session
+    gc.collect()
+
+    deadline = time.monotonic() + 10
+    while session_id in warehouse.service._sessions and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert session_id not in warehouse.service._sessions
+    assert closed_on and set(closed_on) == {"closing-kept-sessions"}  # earlier tests' memories close too
