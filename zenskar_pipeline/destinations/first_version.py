@@ -4,8 +4,8 @@ staged on local disk and ranked there (`staging.py`), then written as `DeltaDest
 It lands what the merges (`append_new`, `merge_deduped`) land into a copy that does not exist: the same rows,
 content hashes and row ids. Through those merges, a first deduped sync of 10M rows held each million-row
 chunk's ranking in Python and joined it with the ever larger copy: 3.7 GB peak RSS (1M rows: 1.2 GB); a
-key-less one held the whole read: 7.4 GB. Staged: 780 MB and 720 MB, a full refresh of the same rows 690 MB
-(`benchmarks/sync_first_keyed.py`).
+key-less one held the whole read: 7.4 GB. Staged: 819 MB and 788 MB, a full refresh of the same rows 608 MB
+(`benchmarks/sync_first_keyed.py`, 10M rows).
 """
 
 from __future__ import annotations
