@@ -646,6 +646,7 @@ class DeltaDestination(Destination):
         if rows.num_rows == 0 or not self.exists():
             return rows
         table = self._table()
+        columns = list(dict.fromkeys(columns))  # a cursor may be part of the key too: once in the SQL
         narrowing = [*columns, *within]
         if not set(narrowing) <= set(pa.schema(table.schema()).names):
             return rows

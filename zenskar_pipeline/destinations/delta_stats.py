@@ -9,7 +9,6 @@ be truncated upward or downward, so string columns are always read.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,12 +79,13 @@ def _column_extreme(
 def scan_condition(rows: pa.Table, columns: Sequence[str]) -> str | None:
     """A DataFusion condition keeping the copy's rows that may equal a row of `rows` on `columns`: the
     partitions of `rows` (when `_zenskar_partition` is among `columns`) and each integer, date or timestamp
-    column's [min, max] in `rows` (timestamps widened by a millisecond, so no literal's precision can
-    matter). delta-rs prunes files by partition and statistics with it, and parquet row groups by their
-    statistics. Columns holding NULLs and other types are left out: the condition may keep more than it
-    must, never less. None: every row."""
+    column's [min, max] in `rows`. delta-rs prunes files by partition and statistics with it, and parquet row
+    groups by their statistics. Bounds are exact: timestamps go as their integer in the column's own unit and
+    zone (a `TIMESTAMP '...'` literal is nanoseconds, which cannot hold years before 1677 or after 2262).
+    Columns holding NULLs and other types are left out: the condition may keep more than it must, never
+    less. None: every row."""
     parts: list[str] = []
-    for column in columns:
+    for column in dict.fromkeys(columns):
         values = rows.column(column)
         if values.null_count:
             continue
@@ -93,26 +93,23 @@ def scan_condition(rows: pa.Table, columns: Sequence[str]) -> str | None:
         if column == PARTITION:
             parts.append(conditions.in_list(PARTITION, pc.unique(values).to_pylist()))
             continue
-        if not (pa.types.is_integer(kind) or pa.types.is_date(kind) or pa.types.is_timestamp(kind)):
+        if pa.types.is_integer(kind):
+            low, high = (str(v) for v in pc.min_max(values).as_py().values())
+        elif pa.types.is_date32(kind):
+            low, high = (f"DATE '{v.isoformat()}'" for v in pc.min_max(values).as_py().values())
+        elif pa.types.is_timestamp(kind) and kind.unit in _UNITS:
+            assert isinstance(kind, pa.TimestampType)
+            zone = "None" if kind.tz is None else f'Some("{kind.tz}")'
+            arrow_type = f"Timestamp({_UNITS[kind.unit]}, {zone})".replace("'", "''")
+            extremes = pc.min_max(values.cast(pa.int64())).as_py().values()
+            low, high = (f"arrow_cast({v}, '{arrow_type}')" for v in extremes)
+        else:
             continue
-        extremes = pc.min_max(values).as_py()
-        low, high = _literal(extremes["min"], -1), _literal(extremes["max"], 1)
-        if low is not None and high is not None:
-            parts.append(f"{conditions.quote(column)} BETWEEN {low} AND {high}")
+        parts.append(f"{conditions.quote(column)} BETWEEN {low} AND {high}")
     return " AND ".join(parts) or None
 
 
-def _literal(value: Any, side: int) -> str | None:
-    """`value` as a DataFusion literal; instants moved a millisecond outward (`side`). None: not one."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, dt.datetime):
-        return f"TIMESTAMP '{(value + side * dt.timedelta(milliseconds=1)).isoformat()}'"
-    if isinstance(value, dt.date):
-        return f"DATE '{value.isoformat()}'"
-    return None
+_UNITS = {"s": "Second", "ms": "Millisecond", "us": "Microsecond", "ns": "Nanosecond"}
 
 
 def _read(table: DeltaTable, column: str, paths: set[str], *, partitioned: bool) -> pa.Table:

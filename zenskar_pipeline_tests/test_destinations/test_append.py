@@ -157,3 +157,28 @@ def test_rows_landed_are_found_to_the_microsecond_across_many_partitions(tmp_pat
     assert (first.rows_written, again.rows_written, again.version) == (100, 0, None)
     assert ends.rows_written == 2  # a microsecond past either end of the landed range is a new row
     assert len(landed(copy.table_uri, "event_id")) == 102
+
+
+def test_instants_far_from_today_and_a_cursor_inside_the_key_are_found_again(tmp_path: Path) -> None:
+    """A sentinel like 9999-12-31 or a year-1600 typo in a key, and a cursor that is also a key column
+    (its landing key names it twice), must not stop a later sync from finding the rows already landed."""
+    import datetime as dt
+
+    copy = DeltaDestination(str(tmp_path / "usage"), partitioned=False)
+    rows = pa.table(
+        {
+            "id": [1, 2, 3],
+            "valid_until": pa.array(
+                [dt.datetime(9999, 12, 31, tzinfo=dt.UTC), dt.datetime(1600, 1, 1, tzinfo=dt.UTC), None],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "day": pa.array([dt.date(9999, 12, 31), dt.date(1, 1, 1), dt.date(2026, 1, 1)]),
+        }
+    )
+    key = ["id", "valid_until", "day", "day"]
+
+    first = copy.append_new(rows, key, source_version=1)
+    again = copy.append_new(rows, key, source_version=2)
+
+    assert (first.rows_written, again.rows_written, again.version) == (3, 0, None)
+    assert landed(copy.table_uri, "id") == [(1,), (2,), (3,)]
