@@ -20,7 +20,21 @@ STREAMING_WRITER = WriterProperties(max_row_group_size=256 * 1024)
 def commit_properties(app_transaction: AppTransaction | None) -> CommitProperties | None:
     if app_transaction is None:
         return None
-    return CommitProperties(app_transactions=[Transaction(app_transaction.app_id, app_transaction.version)])
+    return CommitProperties(app_transactions=_transactions(app_transaction))
+
+
+def creating_commit_properties(app_transaction: AppTransaction | None = None) -> CommitProperties:
+    """For a write that creates a copy (`mode="error"`): a lost commit is not retried. delta-rs checks that
+    the table is absent when the write starts; a commit of version 0 that then loses to another creating
+    writer is retried as version 1, an append, and both writers' rows land (two threads creating one table:
+    19 races in 20). Failing instead lets the caller merge into the copy the other writer created."""
+    return CommitProperties(max_commit_retries=0, app_transactions=_transactions(app_transaction))
+
+
+def _transactions(app_transaction: AppTransaction | None) -> list[Transaction] | None:
+    if app_transaction is None:
+        return None
+    return [Transaction(app_transaction.app_id, app_transaction.version)]
 
 
 def merge_into(

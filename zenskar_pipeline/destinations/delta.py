@@ -38,6 +38,7 @@ from zenskar_pipeline.destinations.commits import (
     STREAMING_WRITER,
     TARGET_FILE_BYTES,
     commit_properties,
+    creating_commit_properties,
     merge_into,
 )
 from zenskar_pipeline.destinations.landing import (
@@ -588,7 +589,7 @@ class DeltaDestination(Destination):
                 mode="error",
                 partition_by=[PARTITION] if self.partitioned else None,
                 storage_options=self.storage_options,
-                commit_properties=commit_properties(app_transaction),
+                commit_properties=creating_commit_properties(app_transaction),
             )
         except (CommitFailedError, DeltaError) as error:
             if not self.exists():

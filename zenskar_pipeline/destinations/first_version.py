@@ -20,7 +20,11 @@ from deltalake import write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from zenskar_pipeline.destinations.base import AppendNew, Landing, MergeDeduped, WriteResult
-from zenskar_pipeline.destinations.commits import STREAMING_WRITER, TARGET_FILE_BYTES
+from zenskar_pipeline.destinations.commits import (
+    STREAMING_WRITER,
+    TARGET_FILE_BYTES,
+    creating_commit_properties,
+)
 from zenskar_pipeline.destinations.landing import (
     CONTENT_HASH,
     PARTITION,
@@ -81,6 +85,7 @@ def create_copy(
                 storage_options=destination.storage_options,
                 target_file_size=TARGET_FILE_BYTES,
                 writer_properties=STREAMING_WRITER,
+                commit_properties=creating_commit_properties(),
             )
         except (CommitFailedError, DeltaError) as error:
             if not destination.exists():

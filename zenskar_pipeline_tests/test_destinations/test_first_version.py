@@ -190,3 +190,47 @@ def test_a_race_lands_in_chunks_when_the_rows_are_many(
     assert landed(staged.uri) == landed(reference.uri)
     assert (staged.version() or 0) > 2
     assert result.rows_written == 250
+
+
+def create_at_once(uri: str, rows: pa.Table, landing: Landing) -> list[WriteResult]:
+    """Two writers creating the copy at `uri` from `rows`, each having read everything before either writes
+    (the staging consumes its reader first)."""
+    import threading
+
+    both_read = threading.Barrier(2)
+    results: list[WriteResult] = []
+    errors: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            copy = DeltaDestination(uri, partitioned=True)
+            read = reader(rows, 64, then=both_read.wait)
+            results.append(copy.create_copy(read, landing, source_version=VERSION))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=create) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return results
+
+
+@pytest.mark.parametrize("name", list(LANDINGS))
+def test_two_runs_creating_one_copy_at_once_land_each_row_once(tmp_path: Path, name: str) -> None:
+    """Both find no copy and both write its first version at the same moment: the loser must not have its
+    commit retried as an append (delta-rs does that unless told not to, landing every row twice); it merges
+    into the winner's copy. A few rounds, as the two commits must meet."""
+    landing = LANDINGS[name]
+    rows = events(400, seed=13)
+    reference = DeltaDestination(str(tmp_path / "reference"), partitioned=True)
+    expected = merges(reference, rows, landing)
+    for round_ in range(4):
+        uri = str(tmp_path / f"copy{round_}")
+
+        results = create_at_once(uri, rows, landing)
+
+        assert landed(uri) == landed(reference.uri)
+        assert sorted(r.rows_written for r in results) == [0, expected.rows_written]
