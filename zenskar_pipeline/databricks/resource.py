@@ -50,6 +50,21 @@ class DatabricksConnectionError(Exception):
         self.setting = setting
 
 
+# The resource's fields and the variables `from_env` and `resolved_from_env` take them from (the optional
+# ones only when set, so that an unused method of auth is absent; the port is read apart: it is a number).
+_REQUIRED_VARIABLES = {"server_hostname": "DATABRICKS_SERVER_HOSTNAME", "http_path": "DATABRICKS_HTTP_PATH"}
+_OPTIONAL_VARIABLES = {
+    "access_token": "DATABRICKS_TOKEN",
+    "client_id": "DATABRICKS_CLIENT_ID",
+    "client_secret": "DATABRICKS_CLIENT_SECRET",
+    "tls_ca_file": "DATABRICKS_TLS_CA_FILE",
+}
+
+
+def _optional_variables_set() -> dict[str, str]:
+    return {key: var for key, var in _OPTIONAL_VARIABLES.items() if os.environ.get(var)}
+
+
 class DatabricksResource(dg.ConfigurableResource):
     """A Databricks SQL warehouse, configured from `DATABRICKS_*` variables (see `from_env`).
 
@@ -112,41 +127,23 @@ class DatabricksResource(dg.ConfigurableResource):
 
         Optional variables become `EnvVar`s only when set here, so that an unused method of auth is absent.
         """
-        fields: dict[str, Any] = {
-            "server_hostname": dg.EnvVar("DATABRICKS_SERVER_HOSTNAME"),
-            "http_path": dg.EnvVar("DATABRICKS_HTTP_PATH"),
-        }
+        fields: dict[str, Any] = {key: dg.EnvVar(var) for key, var in _REQUIRED_VARIABLES.items()}
         if os.environ.get("DATABRICKS_PORT"):
             fields["port"] = dg.EnvVar.int("DATABRICKS_PORT")
-        optional = {
-            "access_token": "DATABRICKS_TOKEN",
-            "client_id": "DATABRICKS_CLIENT_ID",
-            "client_secret": "DATABRICKS_CLIENT_SECRET",
-            "tls_ca_file": "DATABRICKS_TLS_CA_FILE",
-        }
-        fields.update({key: dg.EnvVar(var) for key, var in optional.items() if os.environ.get(var)})
+        fields.update({key: dg.EnvVar(var) for key, var in _optional_variables_set().items()})
         return cls(**{**fields, **overrides})
 
     @classmethod
     def resolved_from_env(cls) -> DatabricksResource:
         """The same settings as `from_env`, their values read now: for the command line, which opens a
         session outside any Dagster run (resolving `EnvVar`s through Dagster would start an instance)."""
-        values: dict[str, Any] = {
-            "server_hostname": os.environ.get("DATABRICKS_SERVER_HOSTNAME", ""),
-            "http_path": os.environ.get("DATABRICKS_HTTP_PATH", ""),
-        }
+        values: dict[str, Any] = {key: os.environ.get(var, "") for key, var in _REQUIRED_VARIABLES.items()}
         port = os.environ.get("DATABRICKS_PORT", "").strip()
         if port:
             if not port.isdigit():
                 raise DatabricksConnectionError(f"{port!r} is not a port number", "DATABRICKS_PORT")
             values["port"] = int(port)
-        optional = {
-            "access_token": "DATABRICKS_TOKEN",
-            "client_id": "DATABRICKS_CLIENT_ID",
-            "client_secret": "DATABRICKS_CLIENT_SECRET",
-            "tls_ca_file": "DATABRICKS_TLS_CA_FILE",
-        }
-        values.update({key: os.environ[var] for key, var in optional.items() if os.environ.get(var)})
+        values.update({key: os.environ[var] for key, var in _optional_variables_set().items()})
         return cls(**values)
 
     @contextmanager
