@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -22,9 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _support import machine_note, print_table, verdict, warehouse_counts
+from _support import cli_environment, machine_note, print_table, verdict, warehouse_counts
 
-REPO = Path(__file__).resolve().parents[1]
 TABLE = "main.bench.hourly"
 CLI = str(Path(sys.executable).with_name("zenskar-pipeline"))
 STREAMS = """\
@@ -93,21 +90,9 @@ def sync(folder: Path, info: dict[str, Any], env: dict[str, str]) -> dict[str, A
 def project(tmp: Path, name: str, info: dict[str, Any], start: dt.datetime) -> tuple[Path, dict[str, str]]:
     """A project folder with its streams file and Dagster home, and the environment a user's shell has."""
     folder = tmp / name
-    home = folder / ".dagster_home"
-    home.mkdir(parents=True)
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
     streams = STREAMS.format(destination=folder / "copies", table=TABLE, start=f"{start:%Y-%m-%d-%H:%M}")
+    env = cli_environment(folder, info)
     (folder / "streams.yaml").write_text(streams)
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "DATABRICKS_SERVER_HOSTNAME": info["server_hostname"],
-        "DATABRICKS_PORT": str(info["port"]),
-        "DATABRICKS_HTTP_PATH": info["http_path"],
-        "DATABRICKS_TOKEN": info["access_token"],
-        "DATABRICKS_TLS_CA_FILE": info["tls_ca_file"],
-        "TZ": "UTC",
-    }
     return folder, env
 
 

@@ -34,7 +34,6 @@ import datetime as dt
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from _support import (
     DAYS,
     START,
     TABLE,
+    cli_environment,
     databricks_resource,
     load_connector,
     local_warehouse,
@@ -61,7 +61,6 @@ from _support import (
     write_events,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 CLI = str(Path(sys.executable).with_name("zenskar-pipeline"))
 SIDES = ("dlt", "zp")  # zp: this project (zenskar-pipeline)
 FULL, INCREMENTAL = "full", "incremental"
@@ -253,20 +252,8 @@ def same(copy: tuple[int, int, float], source: tuple[int, int, float]) -> bool:
 def cli_folder(work: Path, info: dict[str, Any]) -> dict[str, str]:
     """The streams file and Dagster home of the CLI run in `work` (the incremental copy of case 2), and the
     environment a user's shell has for it."""
-    home = work / ".dagster_home"
-    home.mkdir(exist_ok=True)
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
     (work / "streams.yaml").write_text(STREAMS.format(destination=work / "copies", table=TABLE))
-    return {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "DATABRICKS_SERVER_HOSTNAME": info["server_hostname"],
-        "DATABRICKS_PORT": str(info["port"]),
-        "DATABRICKS_HTTP_PATH": info["http_path"],
-        "DATABRICKS_TOKEN": info["access_token"],
-        "DATABRICKS_TLS_CA_FILE": info["tls_ca_file"],
-        "TZ": "UTC",
-    }
+    return cli_environment(work, info)
 
 
 def child_env(side: str, work: Path) -> dict[str, str]:
