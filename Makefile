@@ -41,9 +41,12 @@ dev: install
 
 # Re-pin every dependency of both distributions after a change to either pyproject.toml (needs uv:
 # `pip install uv`). The product itself is not pinned: it is installed from this repository.
+# requirements-deploy.lock is the image's: the product and its k8s extra, without the dev tools.
 lock:
-	uv pip compile pyproject.toml devtools/pyproject.toml --extra dev --python-version 3.11 \
+	uv pip compile pyproject.toml devtools/pyproject.toml --extra dev --extra k8s --python-version 3.11 \
 		--no-emit-package zenskar-pipeline -o requirements.lock
+	uv pip compile pyproject.toml --extra k8s -c requirements.lock --python-version 3.11 \
+		--no-emit-package zenskar-pipeline -o requirements-deploy.lock
 	uv pip compile pyproject.toml devtools/pyproject.toml --extra dev --extra bench -c requirements.lock \
 		--python-version 3.11 --no-emit-package zenskar-pipeline -o requirements-bench.lock
 
