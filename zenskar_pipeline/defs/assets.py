@@ -17,6 +17,7 @@ from zenskar_pipeline.config import Granularity, PartitionSpec, ResolvedStream
 from zenskar_pipeline.databricks import DatabricksResource
 from zenskar_pipeline.databricks.discovery import DiscoveredTable
 from zenskar_pipeline.defs import checks
+from zenskar_pipeline.defs.stream_lock import holding_stream
 from zenskar_pipeline.defs.translator import STREAM_TAG, StreamTranslator
 from zenskar_pipeline.destinations import DestinationResource
 from zenskar_pipeline.sync import PartitionReport, Scope, check_sync, run_sync
@@ -82,8 +83,12 @@ def stream_asset(
         partitioned = stream.settings.partitions is not None
         scope = Scope.partitions(context.partition_keys) if partitioned else Scope.whole_table()
         copy = destination.for_stream(stream)
+        step_key = context.op_execution_context.get_step_execution_context().step.key
         try:
-            with databricks.session() as session:
+            with (
+                holding_stream(context.instance, stream.name, context.run_id, step_key, context.log),
+                databricks.session() as session,
+            ):
                 reports = run_sync(session, stream, table, copy, scope, rebuild=is_rebuild(context))
                 earlier = checks.last_outcomes(context.instance, specs)
                 outcomes = check_sync(session, stream, table, copy, reports, earlier=earlier)

@@ -63,6 +63,10 @@ def build_definitions(
         jobs=jobs,
         sensors=[delta_version_sensor(watched, jobs, translator)] if watched else [],
         schedules=stream_schedules(streams, translator),
+        # A run is one sync step (its checks included): run in the worker itself, so that nothing is left
+        # writing when a worker is killed (a multiprocess step lived on, re-parented, after its run was
+        # failed and its stream freed), and no subprocess is started per run.
+        executor=dg.in_process_executor,
         resources={
             "databricks": databricks or DatabricksResource.from_env(),
             "destination": destination or DeltaDestinationResource.from_env(),
