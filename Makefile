@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # `make dev LIVE=1`: the local warehouse's demo usage events also get a new Delta version every few seconds.
 LIVE ?=
 
-.PHONY: install demo test lint typecheck pytest dev lock bench clean
+.PHONY: install demo test lint typecheck pytest dev prod-local lock bench clean
 
 # Both distributions, editable: the product and, beside it, its dev tools (devtools/: the local warehouse, the
 # demo, `dev`). Their dependencies come from the one lock, so neither install resolves anything.
@@ -38,6 +38,12 @@ pytest: install
 
 dev: install
 	$(BIN)/zenskar-pipeline dev $(if $(filter 1 yes true,$(LIVE)),--live)
+
+# The production instance on this machine (deploy/dagster.yaml): PostgreSQL under .prod-local/, the code
+# location's gRPC server, dagster-daemon and dagster-webserver, each its own process. Needs Debian's
+# `postgresql` package (`apt-get install postgresql`).
+prod-local: install
+	$(BIN)/zenskar-pipeline prod-local
 
 # Re-pin every dependency of both distributions after a change to either pyproject.toml (needs uv:
 # `pip install uv`). The product itself is not pinned: it is installed from this repository.
@@ -70,4 +76,4 @@ bench: install $(BIN)/.bench-installed
 	$(BIN)/python benchmarks/peer_dlt.py
 
 clean:
-	rm -rf $(VENV) .dagster_home data .zenskar-pipeline
+	rm -rf $(VENV) .dagster_home .prod-local data .zenskar-pipeline

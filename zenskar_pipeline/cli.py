@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -226,16 +227,21 @@ def sync(
     if (first is None) != (last is None):
         _fail("--from and --to go together: pass both (the range is inclusive)")
     config = _load_config(config_file)
-    selected = _selected_streams(config, patterns, refresh=True)
-    selection = runner.Selection(partition=partition, first=first, last=last)
-    plans, failed = [], []
-    for stream in selected:
+    with contextlib.ExitStack() as stack:
+        # The instance first: one that cannot be reached fails the command before anything is read or written.
         try:
-            plans.append(runner.plan_stream(stream, selection))
-        except ValueError as error:
-            failed.append(runner.StreamResult(stream.name, "-", 0, 0, 0.0, str(error)))
-    defs = _definitions(config)
-    with runner.dagster_instance() as instance:
+            instance = stack.enter_context(runner.dagster_instance())
+        except runner.InstanceUnavailable as error:
+            _fail(str(error))
+        selected = _selected_streams(config, patterns, refresh=True)
+        selection = runner.Selection(partition=partition, first=first, last=last)
+        plans, failed = [], []
+        for stream in selected:
+            try:
+                plans.append(runner.plan_stream(stream, selection))
+            except ValueError as error:
+                failed.append(runner.StreamResult(stream.name, "-", 0, 0, 0.0, str(error)))
+        defs = _definitions(config)
         results = runner.run_streams(defs, plans, instance, on_start=_echo_start, on_finish=_echo_finish)
     results = failed + results
     click.echo()

@@ -28,7 +28,7 @@ from zenskar_pipeline.defs.requests import RANGE_END, RANGE_START
 from zenskar_pipeline.errors import first_line
 from zenskar_pipeline.sync.calendar import PartitionCalendar
 
-SECRET_VARIABLES = ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET")
+SECRET_VARIABLES = ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET", "DAGSTER_PG_PASSWORD")
 
 # A range run announces its planned partitions as one event rather than one per partition (half of what a
 # run of a year of hourly partitions writes to the instance); Dagster's cost: a failed run's partitions
@@ -136,17 +136,82 @@ def last_keys(stream: ResolvedStream, count: int, now: dt.datetime | None = None
     return Selection(first=keys[0], last=keys[-1]) if keys else Selection()
 
 
+class InstanceUnavailable(Exception):
+    """The instance of `DAGSTER_HOME` cannot be opened; the message is one line naming what to check."""
+
+
+# The variables deploy/dagster.yaml reads its PostgreSQL connection from.
+POSTGRES_VARIABLES = (
+    "DAGSTER_PG_HOST",
+    "DAGSTER_PG_PORT",
+    "DAGSTER_PG_USERNAME",
+    "DAGSTER_PG_PASSWORD",
+    "DAGSTER_PG_DB",
+)
+
+
 @contextmanager
 def dagster_instance(home: str | None = None) -> Iterator[dg.DagsterInstance]:
-    """The instance of `DAGSTER_HOME` when it names an existing folder, else a temporary one."""
+    """The instance of `DAGSTER_HOME` when it names an existing folder, else a temporary one;
+    `InstanceUnavailable` when that instance's storage cannot be reached or its settings are wrong."""
     home = home if home is not None else os.environ.get("DAGSTER_HOME")
     if home and Path(home).is_dir():
         os.environ["DAGSTER_HOME"] = str(Path(home).resolve())
-        with dg.DagsterInstance.get() as instance:
+        try:
+            # Dagster retries a PostgreSQL it cannot reach for about 20 s, logging each try: probe it first.
+            _probe_postgres(Path(home) / "dagster.yaml")
+            instance = dg.DagsterInstance.get()
+        except Exception as error:
+            raise InstanceUnavailable(_instance_problem(error, Path(home))) from None
+        with instance:
             yield instance
     else:
         with dg.DagsterInstance.ephemeral() as instance:
             yield instance
+
+
+def _probe_postgres(settings: Path) -> None:
+    """Connect once (5 s at most) to the PostgreSQL `settings` names in `storage.postgres`, if any."""
+    if not settings.exists():
+        return
+    import yaml
+
+    storage = (yaml.safe_load(settings.read_text()) or {}).get("storage") or {}
+    postgres = storage.get("postgres") if isinstance(storage, dict) else None
+    if not isinstance(postgres, dict):
+        return
+    import psycopg2
+
+    def value(raw: Any) -> Any:
+        return os.environ.get(raw["env"]) if isinstance(raw, dict) and "env" in raw else raw
+
+    url = value(postgres.get("postgres_url"))
+    if url:
+        connection = psycopg2.connect(re.sub(r"^postgresql\+\w+://", "postgresql://", url), connect_timeout=5)
+    else:
+        db = postgres.get("postgres_db") or {}
+        params = {k: value(v) for k, v in (db.get("params") or {}).items()}
+        params.setdefault("connect_timeout", 5)
+        connection = psycopg2.connect(
+            host=value(db.get("hostname")),
+            port=value(db.get("port", 5432)),
+            user=value(db.get("username")),
+            password=value(db.get("password")),
+            dbname=value(db.get("db_name")),
+            **params,
+        )
+    connection.close()
+
+
+def _instance_problem(error: Exception, home: Path) -> str:
+    settings = home / "dagster.yaml"
+    reason = redact(first_line(error, default=type(error).__name__))
+    reason = reason.removeprefix("(psycopg2.OperationalError) ")
+    described = settings.read_text(errors="replace") if settings.exists() else ""
+    if "postgres" in f"{type(error).__module__} {described}":
+        variables = ", ".join(POSTGRES_VARIABLES)
+        return f"the Dagster instance's PostgreSQL ({settings}) cannot be used: {reason}; check {variables}"
+    return f"the Dagster instance in {home} cannot be opened: {reason}; check {settings}"
 
 
 def run_plan(defs: dg.Definitions, plan: Plan, instance: dg.DagsterInstance) -> StreamResult:
@@ -238,9 +303,9 @@ def summary_lines(results: Sequence[StreamResult]) -> list[str]:
     return [line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)]
 
 
-def redact(text: str) -> str:
+def redact(text: str, variables: Sequence[str] = SECRET_VARIABLES) -> str:
     """`text` with the values of the secret variables blanked out."""
-    for name in SECRET_VARIABLES:
+    for name in variables:
         value = os.environ.get(name)
         if value and len(value) >= 4:
             text = text.replace(value, "***")

@@ -142,6 +142,25 @@ def dev(warehouse_root: Path, port: int, live: bool) -> None:
     sys.exit(run_dev(warehouse_root, port, live=live))
 
 
+@click.command("prod-local")
+@click.option(
+    "--warehouse-root", type=click.Path(file_okay=False, path_type=Path), default=Path("data/warehouse")
+)
+@click.option(
+    "--folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".prod-local"),
+    show_default=True,
+    help="Where PostgreSQL's cluster and the Dagster home live (kept from one start to the next).",
+)
+@click.option("--port", type=int, default=3000, show_default=True, help="The Dagster UI's port.")
+def prod_local(warehouse_root: Path, folder: Path, port: int) -> None:
+    """The production instance on this machine: PostgreSQL, code server, dagster-daemon, webserver."""
+    from zenskar_devtools.prod_local import run_prod_local
+
+    sys.exit(run_prod_local(folder, warehouse_root, port))
+
+
 @click.command()
 def demo() -> None:
     """What `make demo` runs."""

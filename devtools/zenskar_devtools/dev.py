@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,10 @@ def run_dev(warehouse_root: Path, port: int, live: bool = False) -> int:
     dagster_home = Path(env.setdefault("DAGSTER_HOME", str(PROJECT_DAGSTER_HOME.resolve())))
     dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile("dagster.yaml", dagster_home / "dagster.yaml")
+    if port_in_use(port):
+        print(f"Port {port} is taken (another `make dev`?): stop it, or use `zenskar-pipeline dev --port N`")
+        return 1
+    recover_runs(dagster_home)
     server = None
     live_writer: subprocess.Popen[bytes] | None = None
     if live and env.get("DATABRICKS_SERVER_HOSTNAME"):
@@ -52,6 +57,25 @@ def run_dev(warehouse_root: Path, port: int, live: bool = False) -> int:
             _stop_live_writer(live_writer)
         if server is not None:
             server.stop()
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def recover_runs(dagster_home: Path) -> None:
+    """Fail the runs an earlier session left in progress (see `zenskar_devtools.recovery`), saying which."""
+    import dagster as dg
+
+    from zenskar_devtools.recovery import fail_runs_of_earlier_session
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        for run in fail_runs_of_earlier_session(instance):
+            print(
+                f"Run {run.run_id} ({run.job_name}) was left {run.status.lower()} by an earlier session: "
+                "failed now, so the daemon runs it again"
+            )
 
 
 def _start_live_writer(warehouse_root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -189,3 +189,60 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # what the leader left behind
     process.wait()
+
+
+def run_prod_local(folder: Path, warehouse_root: Path, port: int) -> int:
+    """What `make prod-local` runs: until Ctrl-C (or SIGTERM), or until one of the processes exits."""
+    env = dict(os.environ, TZ="UTC")
+    if _port_in_use(port):
+        print(f"Port {port} is taken (`make dev` or another `make prod-local`?): stop that first")
+        return 1
+    server = None
+    if not env.get("DATABRICKS_SERVER_HOSTNAME"):
+        from zenskar_devtools.local_warehouse.seed import USAGE_EVENTS, seed_demo
+        from zenskar_devtools.local_warehouse.server import LocalWarehouse
+
+        if not USAGE_EVENTS.path(warehouse_root).exists():
+            seed_demo(warehouse_root)
+        server = LocalWarehouse(warehouse_root)
+        env.update(server.start().env())
+        print(f"Local warehouse serving {warehouse_root} at {server.info.server_hostname}:{server.info.port}")
+    stack = ProdStack(folder, env, webserver_port=port)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        discovered = subprocess.call([sys.executable, "-m", "zenskar_pipeline.cli", "discover"], env=env)
+        if discovered != 0:
+            return discovered
+        print(f"Starting PostgreSQL ({stack.postgres.data}), the code server, the daemon and the webserver")
+        stack.start()
+        assert stack.info is not None
+        print(f"PostgreSQL on 127.0.0.1:{stack.info.port}, database {stack.info.database}")
+        for run in stack.recovered:
+            print(f"Run {run.run_id}, left {run.status.lower()} by an earlier session: failed, to run again")
+        print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops everything)")
+        while not stopping:
+            exited = [name for name, process in stack.processes.items() if process.poll() is not None]
+            if exited:
+                print(f"{', '.join(exited)} exited: stopping the rest")
+                return 1
+            time.sleep(1)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        print("Stopping the webserver, the daemon, the code server and PostgreSQL ...")
+        stack.stop()
+        if server is not None:
+            server.stop()
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0

@@ -19,6 +19,7 @@ import dagster as dg
 from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
 STREAM_LOCK_PREFIX = "zenskar/stream:"
+HOLDS = ": this run holds the stream"  # after the stream's name, in the run's log once the slot is claimed
 POLL_SECONDS = 1.0
 
 
@@ -55,7 +56,7 @@ def holding_stream(
             log.info(f"{stream}: waiting for run {current}, which is writing this stream")
             waiting_for = current
         time.sleep(POLL_SECONDS)
-    log.info(f"{stream}: this run holds the stream")
+    log.info(f"{stream}{HOLDS}")
     try:
         yield
     finally:
