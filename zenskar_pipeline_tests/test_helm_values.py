@@ -29,6 +29,7 @@ from zenskar_pipeline_tests.dockerfile import REPO, assignments, exec_form, read
 
 VALUES = REPO / "deploy" / "helm" / "values.yaml"
 INSTANCE = REPO / "deploy" / "dagster.yaml"
+DEPLOYING = REPO / "docs" / "deploying.md"
 SECRET_VARIABLES = {
     "DATABRICKS_TOKEN",
     "DATABRICKS_CLIENT_SECRET",
@@ -247,7 +248,7 @@ def test_no_secret_is_written_in_the_values() -> None:
 def test_the_chart_version_is_the_dagster_release_the_image_pins() -> None:
     pinned = re.search(r"^dagster==(\S+)$", (REPO / "requirements-deploy.lock").read_text(), re.M)
     assert pinned is not None
-    for text in (VALUES.read_text(),):
+    for text in (VALUES.read_text(), DEPLOYING.read_text()):
         assert set(re.findall(r"--version (\S+)", text)) == {pinned.group(1)}
 
 
