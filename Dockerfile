@@ -2,7 +2,7 @@
 # Kubernetes every run is a pod of this same image (K8sRunLauncher), which loads the definitions again.
 #
 # Build from the repository root once the discovery cache exists (docs/deploying.md):
-#   zenskar-pipeline discover                          # writes .zenskar-pipeline/discovery.json beside streams.yaml
+#   zenskar-pipeline discover          # writes .zenskar-pipeline/discovery.json beside streams.yaml
 #   docker build -t <registry>/zenskar-pipeline:<tag> .
 #
 # The discovery cache is made before the build, by whoever has Databricks credentials (CI), and copied in;
@@ -40,8 +40,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     DAGSTER_HOME=/opt/dagster/dagster_home \
     ZENSKAR_PIPELINE_CONFIG=/opt/zenskar-pipeline/streams.yaml
 WORKDIR /opt/zenskar-pipeline
-# Another streams file: --build-arg STREAMS_FILE=... DISCOVERY_CACHE=... (and let it through .dockerignore).
-# Its cache must stay beside it in the image, where definitions look for it: leave ZENSKAR_PIPELINE_STATE unset.
+# Another streams file: --build-arg STREAMS_FILE=... DISCOVERY_CACHE=... (and let both through .dockerignore).
+# The cache stays beside the streams file, where the definitions look for it: ZENSKAR_PIPELINE_STATE unset.
 ARG STREAMS_FILE=streams.yaml
 ARG DISCOVERY_CACHE=.zenskar-pipeline/discovery.json
 COPY ${STREAMS_FILE} ./streams.yaml
