@@ -10,7 +10,8 @@ bytecode (how fast modules load, not what is installed) and reads this machine's
 `useradd` and `chown` are skipped (no users are made here); both stages share the root, so that the virtual
 environment keeps its paths when the last stage copies it.
 
-The build installs the deploy lock from the package index: about two minutes, once for the module.
+The build installs the deploy lock from the package index: two to four minutes, once for the module, most
+of it downloading wheels.
 """
 
 from __future__ import annotations
