@@ -135,7 +135,10 @@ def chart_instance(given: Mapping[str, Any]) -> dict[str, Any]:
         "telemetry": {"enabled": given["telemetry"]["enabled"]},
         "concurrency": {
             "pools": {"default_limit": concurrency["pools"]["defaultLimit"]},
-            "runs": {"tag_concurrency_limits": concurrency["runs"]["tagConcurrencyLimits"]},
+            "runs": {
+                "max_concurrent_runs": concurrency["runs"]["maxConcurrentRuns"],
+                "tag_concurrency_limits": concurrency["runs"]["tagConcurrencyLimits"],
+            },
         },
     }
 
@@ -165,6 +168,7 @@ def test_the_instance_the_chart_makes_from_the_values_is_deploy_dagster_yaml(
         chart_db = chart[key]["config"]["postgres_db"]
         assert chart_db["scheme"] == production_db["scheme"] == "postgresql+psycopg2"
         assert chart_db["password"] == production_db["password"] == {"env": "DAGSTER_PG_PASSWORD"}
+        assert chart_db["params"] == production_db["params"]
         processed = process_config(storage.config_type(), chart[key]["config"])
         assert processed.success, [error.message for error in processed.errors or []]
 
