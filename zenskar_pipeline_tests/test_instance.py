@@ -24,3 +24,27 @@ def test_one_run_per_stream_and_a_bounded_warehouse_pool(
         assert {"key": STREAM_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
         assert settings.pool_config.default_pool_limit == 4
         assert WAREHOUSE_POOL == "databricks_warehouse"
+
+
+@pytest.mark.parametrize("settings", ["dagster.yaml", "deploy/dagster.yaml"])
+def test_runs_are_watched_retried_and_free_their_slots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: str
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    for name, value in {
+        "HOST": "localhost",
+        "PORT": "5432",
+        "USERNAME": "u",
+        "PASSWORD": "p",
+        "DB": "d",
+    }.items():
+        monkeypatch.setenv(f"DAGSTER_PG_{name}", value)  # read, not connected to: no storage is opened
+    shutil.copyfile(ROOT / settings, tmp_path / "dagster.yaml")
+    from dagster._core.instance.config import dagster_instance_config
+
+    config, _ = dagster_instance_config(str(tmp_path))
+    monitoring = config["run_monitoring"]
+    assert monitoring["enabled"] and monitoring["start_timeout_seconds"] and monitoring["max_runtime_seconds"]
+    assert monitoring["free_slots_after_run_end_seconds"] == 60  # a killed run's pool slots come back
+    retries = config["run_retries"]
+    assert retries == {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False}

@@ -155,6 +155,19 @@ def stop_sensor(stack: ProdStack, name: str = SENSOR_NAME) -> None:
     assert stopped["instigationState"]["status"] == "STOPPED", stopped
 
 
+TERMINATE_RUN = """
+mutation($runId: String!) {
+  terminateRun(runId: $runId) { __typename ... on PythonError { message } }
+}
+"""
+
+
+def terminate_run(stack: ProdStack, run_id: str) -> None:
+    """What the UI's "Terminate" button on a run's page sends."""
+    result = graphql(stack, TERMINATE_RUN, {"runId": run_id})["terminateRun"]
+    assert result["__typename"] == "TerminateRunSuccess", result
+
+
 LAUNCH_BACKFILL = """
 mutation($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {

@@ -26,6 +26,7 @@ from zenskar_pipeline_tests.test_production.stack import (
     make_project,
     prod_stack,
     stop_sensor,
+    terminate_run,
     wait_until,
 )
 
@@ -159,6 +160,7 @@ def test_runs_left_started_by_a_stopped_stack_are_failed_and_run_again_at_the_ne
     project = make_project(tmp_path / "project", warehouse, _streams(table))
     copy = project.copies / "zprod_stop" / "billing" / "events"
     with prod_stack(project) as stack:
+        stop_sensor(stack)  # runs here are the test's own
         with instance_of(stack) as instance:
             # the daemon has made its cursors (an earlier session's daemon always has)
             wait_until(lambda: all_runs_ended(instance), 60, "the stack to settle")
@@ -180,6 +182,22 @@ def test_runs_left_started_by_a_stopped_stack_are_failed_and_run_again_at_the_ne
                 lambda: any(r.is_finished for r in _retries(instance, run_id)), 240, "the retry to end"
             )
             assert _retries(instance, run_id)[0].status == dg.DagsterRunStatus.SUCCESS
+            assert _copy_rows(copy) == _source_rows(warehouse, table)
+
+            # Terminate in the UI: the run stops before its commit, is canceled and not retried, and the
+            # stream's next run is not held up.
+            version = DeltaTable(str(copy)).version()
+            tables.upsert(warehouse.root, table, _events(ROWS, 1), ["event_id"])
+            stopped = launch_ui_run(stack, key)
+            wait_until(lambda: _worker_pid(instance, stopped) is not None, 120, "the run to start")
+            terminate_run(stack, stopped)
+            wait_until(lambda: instance.get_run_by_id(stopped).is_finished, 120, "the run to stop")  # type: ignore[union-attr]
+            assert instance.get_run_by_id(stopped).status == dg.DagsterRunStatus.CANCELED  # type: ignore[union-attr]
+            assert DeltaTable(str(copy)).version() == version
+            later = launch_ui_run(stack, key)
+            wait_until(lambda: instance.get_run_by_id(later).is_finished, 180, "the next run to end")  # type: ignore[union-attr]
+            assert instance.get_run_by_id(later).status == dg.DagsterRunStatus.SUCCESS  # type: ignore[union-attr]
+            assert not _retries(instance, stopped)
             assert _copy_rows(copy) == _source_rows(warehouse, table)
 
 

@@ -37,7 +37,8 @@ from zenskar_pipeline_tests.test_production.stack import (
     wait_until,
 )
 
-LOAD_SECONDS = 130
+LOAD_SECONDS = 125
+WRITE_EVERY_S = 5.0
 CURSOR_TABLES = [f"main.ops.meter_{i}" for i in range(3)]
 USAGE_COLUMNS = ["event_id", "customer_id", "event_time", "updated_at", "metric", "quantity"]
 METER_COLUMNS = ["reading_id", "read_at", "updated_at", "value"]
@@ -164,7 +165,7 @@ def test_four_streams_under_every_launcher_and_a_live_writer(
         tmp_path / "project",
         live_warehouse,
         _streams(f"{first_day:%Y-%m-%d}"),
-        ZENSKAR_PIPELINE_SENSOR_INTERVAL="5",
+        ZENSKAR_PIPELINE_SENSOR_INTERVAL="10",
     )
     writer = LiveUsageWriter.open(live_warehouse.root, seed=3, mix=LiveMix(delete_chance=0.5, max_deletes=3))
     stop = threading.Event()
@@ -172,7 +173,7 @@ def test_four_streams_under_every_launcher_and_a_live_writer(
 
     def write() -> None:
         revision = 1
-        while not stop.wait(2.0):
+        while not stop.wait(WRITE_EVERY_S):
             versions[str(USAGE_EVENTS)] += len(writer.write_step(dt.datetime.now(dt.UTC)))
             for index, name in enumerate(CURSOR_TABLES):
                 changed = [(revision * 7 + index + k * 13) % 260 for k in range(20)]
@@ -188,7 +189,7 @@ def test_four_streams_under_every_launcher_and_a_live_writer(
         load.start()
         syncs: list[subprocess.Popen[bytes]] = []
         try:
-            for at in (10, 60, 100):
+            for at in (15, 75):
                 time.sleep(max(0.0, started + at - time.monotonic()))
                 syncs.append(subprocess.Popen([COMMAND, "sync"], env=env, cwd=project.folder))
                 for name in [str(USAGE_EVENTS), *CURSOR_TABLES]:
@@ -208,7 +209,7 @@ def test_four_streams_under_every_launcher_and_a_live_writer(
             lambda: (
                 all_runs_ended(instance) and _copies_equal_sources(live_warehouse, project.copies, first_day)
             ),
-            300,
+            420,
             "every copy to equal its source",
             every=5,
         )
