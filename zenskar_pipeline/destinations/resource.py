@@ -88,12 +88,16 @@ class DeltaDestinationResource(DestinationResource):
         return cls(**{**fields, **overrides})
 
     def storage_options(self) -> dict[str, str]:
-        """The delta-rs storage options of the fields that are set."""
-        return {
-            variable: str(value)
-            for name, variable in STORAGE_VARIABLES.items()
-            if (value := getattr(self, name)) is not None
-        }
+        """The delta-rs storage options of the fields that are set. An `EnvVar` is read here when the resource
+        is used outside a Dagster run (`zenskar-pipeline reset`); inside one, Dagster has resolved it."""
+        options = {}
+        for name, variable in STORAGE_VARIABLES.items():
+            value = getattr(self, name)
+            if isinstance(value, dg.EnvVar):
+                value = value.get_value()
+            if value is not None:
+                options[variable] = str(value)
+        return options
 
     def for_stream(self, stream: ResolvedStream) -> DeltaDestination:
         return DeltaDestination.for_stream(stream, self.storage_options() or None)
