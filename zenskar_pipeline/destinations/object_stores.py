@@ -311,6 +311,8 @@ def _explain(error: BaseException | str, store: ObjectStore, uri: str, options: 
         return f"{missing} ({answer}); create it, or fix destination.uri"
     if (code and code.group(1) in _DENIED_CODES) or (status and status.group(1) in ("401", "403")):
         return f"the store refused the credentials ({answer}); check {_credentials(store, options)}"
+    if "invalid symbol" in lowered or "base64" in lowered:
+        return f"a key is not valid base64 ({_detail(text)}); check {_credentials(store, options)}"
     if "credential" in lowered:
         return f"no usable credentials ({_detail(text)}); check {_credentials(store, options)}"
     for needle, reason in _UNREACHABLE:

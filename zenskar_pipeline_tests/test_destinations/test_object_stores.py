@@ -236,3 +236,12 @@ def test_reset_deletes_every_object_of_the_copy_and_nothing_beside_it(store: Sto
     assert not copy.exists()
     assert all(DeltaTable(uri, storage_options=options).to_pyarrow_table().num_rows == 1 for uri in beside)
     assert copy.reset() is False
+
+
+def test_an_azure_key_that_is_not_base64_is_named(azurite: AzuriteServer) -> None:
+    store = _azure(azurite)
+    copy = _copy(store, AZURE_STORAGE_ACCOUNT_KEY="not=base64=at=all")
+    line, seconds = _refusal(copy)
+    assert "a key is not valid base64" in line and "AZURE_STORAGE_ACCOUNT_KEY" in line, line
+    assert "not=base64=at=all" not in line
+    assert seconds < FAILS_WITHIN_S
