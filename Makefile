@@ -11,12 +11,14 @@ LIVE ?=
 .PHONY: install demo test lint typecheck pytest dev prod-local lock bench clean
 
 # Both distributions, editable: the product and, beside it, its dev tools (devtools/: the local warehouse, the
-# demo, `dev`). Their dependencies come from the one lock, so neither install resolves anything.
-$(BIN)/.installed: requirements.lock pyproject.toml devtools/pyproject.toml
+# demo, `dev`). Their dependencies come from the one lock, so neither install resolves anything. The dev
+# tools' Node packages (Azurite, the Azure Storage emulator the tests start) come from their own lock.
+$(BIN)/.installed: requirements.lock pyproject.toml devtools/pyproject.toml devtools/package-lock.json
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e . -e devtools
+	npm ci --prefix devtools --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
 install: $(BIN)/.installed
@@ -76,4 +78,4 @@ bench: install $(BIN)/.bench-installed
 	$(BIN)/python benchmarks/peer_dlt.py
 
 clean:
-	rm -rf $(VENV) .dagster_home .prod-local data .zenskar-pipeline
+	rm -rf $(VENV) .dagster_home .prod-local data .zenskar-pipeline devtools/node_modules

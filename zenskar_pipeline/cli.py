@@ -269,7 +269,7 @@ def reset(stream_name: str, yes: bool, config_file: Path | None) -> None:
     """
     import difflib
 
-    from zenskar_pipeline.destinations import DeltaDestinationResource
+    from zenskar_pipeline.destinations import DeltaDestinationResource, DestinationNotWritableError
 
     config = _load_config(config_file)
     streams = _selected_streams(config, (), refresh=False)
@@ -281,15 +281,16 @@ def reset(stream_name: str, yes: bool, config_file: Path | None) -> None:
         hint = f"; did you mean {close[0]}?" if close else f" (streams: {known})"
         _fail(f"{stream_name} is not a stream of {config.path}{hint}")
     copy = DeltaDestinationResource.from_env().for_stream(stream)
+    try:
+        copy.check_writable()  # an object store's credentials and endpoint, in seconds, in one line
+    except DestinationNotWritableError as error:
+        _fail(f"stream {stream.name}: {error}")
     if not copy.exists():
         click.echo(f"stream {stream.name}: no copy at {copy.uri}; nothing to reset")
         return
     if not yes:
         click.confirm(f"Delete the copy of {stream.name} at {copy.uri}?", abort=True)
-    try:
-        copy.reset()
-    except NotImplementedError as error:
-        _fail(f"stream {stream.name}: {error}")
+    copy.reset()
     click.echo(f"stream {stream.name}: deleted {copy.uri}; the next sync starts over")
 
 

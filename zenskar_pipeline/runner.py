@@ -25,10 +25,17 @@ import dagster as dg
 from zenskar_pipeline.config import ResolvedStream
 from zenskar_pipeline.defs import STREAM_TAG, stream_job_name
 from zenskar_pipeline.defs.requests import RANGE_END, RANGE_START
+from zenskar_pipeline.destinations.resource import SECRET_FIELDS, STORAGE_VARIABLES
 from zenskar_pipeline.errors import first_line
 from zenskar_pipeline.sync.calendar import PartitionCalendar
 
-SECRET_VARIABLES = ("DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET", "DAGSTER_PG_PASSWORD")
+# Blanked out of every line a failed run reports, in case an error quotes one (the object-store ones too).
+SECRET_VARIABLES = (
+    "DATABRICKS_TOKEN",
+    "DATABRICKS_CLIENT_SECRET",
+    "DAGSTER_PG_PASSWORD",
+    *sorted(STORAGE_VARIABLES[name] for name in SECRET_FIELDS),
+)
 
 # A range run announces its planned partitions as one event rather than one per partition (half of what a
 # run of a year of hourly partitions writes to the instance); Dagster's cost: a failed run's partitions

@@ -3,7 +3,9 @@
 Registered under the `pytest11` entry-point group, so pytest loads it wherever zenskar-pipeline-devtools is
 installed, for the product's tests and the warehouse's own alike; no conftest copies it. Fixtures:
 `warehouse` (the session's `LocalWarehouse`, served over HTTPS to the real databricks-sql-connector; faults
-a test switched on are cleared after it) and `cursor` (on a fresh `connect(warehouse.info)`).
+a test switched on are cleared after it) and `cursor` (on a fresh `connect(warehouse.info)`); object stores on
+loopback, each started once per session when a test first asks for it (`object_stores.py`): `s3_store` (moto's
+S3, checking keys), `unconditional_s3_store` (one that ignores conditional writes) and `azurite`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 
 if TYPE_CHECKING:
     from zenskar_devtools.local_warehouse.server import ConnectionInfo, LocalWarehouse
+    from zenskar_devtools.object_stores import AzuriteServer, S3Server
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,3 +68,33 @@ def cursor(warehouse: LocalWarehouse) -> Iterator[Any]:
     """A cursor on a fresh connection to the session's warehouse, closed after the test."""
     with connect(warehouse.info) as connection, connection.cursor() as cur:
         yield cur
+
+
+@pytest.fixture(scope="session")
+def s3_store() -> Iterator[S3Server]:
+    """moto's S3 server for the session; every request must carry its access key."""
+    from zenskar_devtools.object_stores import start_s3
+
+    server = start_s3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def unconditional_s3_store() -> Iterator[S3Server]:
+    """An S3-compatible store that ignores conditional writes (If-None-Match), as some do."""
+    from zenskar_devtools.object_stores import start_s3
+
+    server = start_s3(checks_keys=False, conditional_writes=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[AzuriteServer]:
+    """Azurite's Blob service for the session, with a storage account and key of its own."""
+    from zenskar_devtools.object_stores import start_azurite
+
+    server = start_azurite()
+    yield server
+    server.stop()

@@ -26,7 +26,14 @@ from deltalake.schema import PrimitiveType
 
 from zenskar_pipeline.config.models import ResolvedStream
 from zenskar_pipeline.config.values import local_path
-from zenskar_pipeline.destinations import change_merge, conditions, delta_stats, first_version, landing
+from zenskar_pipeline.destinations import (
+    change_merge,
+    conditions,
+    delta_stats,
+    first_version,
+    landing,
+    object_stores,
+)
 from zenskar_pipeline.destinations.base import (
     AppTransaction,
     Destination,
@@ -91,10 +98,13 @@ class DeltaDestination(Destination):
         return self.table_uri
 
     def check_writable(self) -> None:
-        """Fail before anything is read when a local copy cannot be written: its folder is a file, or a
-        folder on its way cannot be created or written. Object stores are left to their first write."""
+        """Fail before anything is read when the copy cannot be written. A local copy: its folder is a file,
+        or a folder on its way cannot be created or written. An object store: a probe written and deleted
+        under the copy's location in seconds (`object_stores.check_writable`), which also refuses a store or
+        setting that would let two writers overwrite each other's commits."""
         path = local_path(self.table_uri)
         if path is None:
+            object_stores.check_writable(self.table_uri, self.storage_options or {})
             return
         existing = path
         while not existing.exists() and existing != existing.parent:
@@ -117,12 +127,11 @@ class DeltaDestination(Destination):
             )
 
     def reset(self) -> bool:
-        """Delete a local copy's folder. Object stores are not supported yet (`NotImplementedError`)."""
+        """Delete the copy: a local copy's folder, or every object under an object-store copy's location
+        (`object_stores.delete_copy`)."""
         path = local_path(self.table_uri)
         if path is None:
-            raise NotImplementedError(
-                f"reset of an object-store copy ({self.table_uri}) is not supported yet"
-            )
+            return object_stores.delete_copy(self.table_uri, self.storage_options or {})
         if not path.exists():
             return False
         shutil.rmtree(path)

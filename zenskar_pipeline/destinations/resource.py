@@ -32,8 +32,11 @@ STORAGE_VARIABLES = {
     "azure_storage_client_secret": "AZURE_STORAGE_CLIENT_SECRET",
     "azure_storage_tenant_id": "AZURE_STORAGE_TENANT_ID",
     "azure_storage_use_emulator": "AZURE_STORAGE_USE_EMULATOR",
+    "azure_storage_endpoint": "AZURE_STORAGE_ENDPOINT",
+    "azure_allow_http": "AZURE_ALLOW_HTTP",
     "google_service_account": "GOOGLE_SERVICE_ACCOUNT",
     "google_service_account_key": "GOOGLE_SERVICE_ACCOUNT_KEY",
+    "google_base_url": "GOOGLE_BASE_URL",
 }
 SECRET_FIELDS = frozenset(
     {
@@ -68,8 +71,11 @@ class DeltaDestinationResource(DestinationResource):
     azure_storage_client_secret: str | None = _field("azure_storage_client_secret")
     azure_storage_tenant_id: str | None = _field("azure_storage_tenant_id")
     azure_storage_use_emulator: str | None = _field("azure_storage_use_emulator")
+    azure_storage_endpoint: str | None = _field("azure_storage_endpoint")
+    azure_allow_http: str | None = _field("azure_allow_http")
     google_service_account: str | None = _field("google_service_account")
     google_service_account_key: str | None = _field("google_service_account_key")
+    google_base_url: str | None = _field("google_base_url")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> DeltaDestinationResource:
@@ -82,12 +88,16 @@ class DeltaDestinationResource(DestinationResource):
         return cls(**{**fields, **overrides})
 
     def storage_options(self) -> dict[str, str]:
-        """The delta-rs storage options of the fields that are set."""
-        return {
-            variable: str(value)
-            for name, variable in STORAGE_VARIABLES.items()
-            if (value := getattr(self, name)) is not None
-        }
+        """The delta-rs storage options of the fields that are set. An `EnvVar` is read here when the resource
+        is used outside a Dagster run (`zenskar-pipeline reset`); inside one, Dagster has resolved it."""
+        options = {}
+        for name, variable in STORAGE_VARIABLES.items():
+            value = getattr(self, name)
+            if isinstance(value, dg.EnvVar):
+                value = value.get_value()
+            if value is not None:
+                options[variable] = str(value)
+        return options
 
     def for_stream(self, stream: ResolvedStream) -> DeltaDestination:
         return DeltaDestination.for_stream(stream, self.storage_options() or None)

@@ -155,6 +155,35 @@ def stop_sensor(stack: ProdStack, name: str = SENSOR_NAME) -> None:
     assert stopped["instigationState"]["status"] == "STOPPED", stopped
 
 
+SCHEDULES = """
+query($repository: RepositorySelector!) {
+  schedulesOrError(repositorySelector: $repository) {
+    ... on Schedules { results { name scheduleState { id status } } }
+  }
+}
+"""
+STOP_SCHEDULE = """
+mutation($id: String!) {
+  stopRunningSchedule(id: $id) {
+    __typename
+    ... on ScheduleStateResult { scheduleState { status } }
+  }
+}
+"""
+
+
+def stop_schedules(stack: ProdStack) -> list[str]:
+    """What the UI's schedule toggles send to turn every schedule off; the names of those stopped."""
+    repository = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY}
+    schedules = graphql(stack, SCHEDULES, {"repository": repository})["schedulesOrError"]["results"]
+    for schedule in schedules:
+        stopped = graphql(stack, STOP_SCHEDULE, {"id": schedule["scheduleState"]["id"]})[
+            "stopRunningSchedule"
+        ]
+        assert stopped["scheduleState"]["status"] == "STOPPED", stopped
+    return [schedule["name"] for schedule in schedules]
+
+
 TERMINATE_RUN = """
 mutation($runId: String!) {
   terminateRun(runId: $runId) { __typename ... on PythonError { message } }

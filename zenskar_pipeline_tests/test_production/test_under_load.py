@@ -34,6 +34,7 @@ from zenskar_pipeline_tests.test_production.stack import (
     launch_ui_backfill,
     make_project,
     prod_stack,
+    stop_schedules,
     wait_until,
 )
 
@@ -204,7 +205,9 @@ def test_four_streams_under_every_launcher_and_a_live_writer(
             assert sync.wait(timeout=300) == 0
         loaded_s = time.monotonic() - started
 
-        # The sensor notices the last versions on its next ticks; then every copy equals its source.
+        # The schedules would start runs every minute for ever: off, as in the UI. The sensor notices the last
+        # versions on its next ticks; then every copy equals its source.
+        assert stop_schedules(stack)
         wait_until(
             lambda: (
                 all_runs_ended(instance) and _copies_equal_sources(live_warehouse, project.copies, first_day)
