@@ -3,6 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The locked distributions, downloaded once: the install reads them from here, and so does the test that
+# builds the code location's image (zenskar_pipeline_tests/test_image.py), instead of downloading them again.
+WHEELHOUSE := $(VENV)/wheelhouse
 export TZ := UTC
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # `make dev LIVE=1`: the local warehouse's demo usage events also get a new Delta version every few seconds.
@@ -16,7 +19,8 @@ LIVE ?=
 $(BIN)/.installed: requirements.lock pyproject.toml devtools/pyproject.toml devtools/package-lock.json
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip download --quiet --no-deps -r requirements.lock "setuptools>=68" -d $(WHEELHOUSE)
+	$(BIN)/pip install --quiet --no-index --find-links $(WHEELHOUSE) -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e . -e devtools
 	npm ci --prefix devtools --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@

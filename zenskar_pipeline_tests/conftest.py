@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pytest
+
 from zenskar_pipeline.databricks import DatabricksResource
 
 if TYPE_CHECKING:
@@ -21,3 +23,22 @@ def databricks_resource(warehouse: LocalWarehouse) -> DatabricksResource:
         access_token=info.access_token,
         tls_ca_file=info.tls_ca_file,
     )
+
+
+# The files that take minutes (a production stack, an image build, object-store servers), run first: with
+# `--dist loadfile` a long file scheduled last keeps one core busy alone at the end of the suite.
+LONGEST_FIRST = (
+    "test_production/test_under_load.py",
+    "test_production/test_dead_runs.py",
+    "test_image.py",
+    "test_end_to_end/test_object_store_copies.py",
+    "test_production/test_bad_instance.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0]
+        return next((i for i, name in enumerate(LONGEST_FIRST) if path.endswith(name)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: every other test keeps its order

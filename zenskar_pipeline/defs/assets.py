@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
+from dagster._core.errors import DagsterExecutionInterruptedError
 from databricks.sql.exc import RequestError
 from deltalake.exceptions import CommitFailedError
 from urllib3.exceptions import MaxRetryError
@@ -34,6 +35,13 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
     CommitFailedError,  # a Delta commit race that outlived the writer's retries
+)
+# What the step's retry policy runs again: transient errors, and interruptions (Dagster retries those too: a
+# preempted worker), unless the run is being terminated.
+RETRIED: tuple[type[BaseException], ...] = (
+    *TRANSIENT_ERRORS,
+    DagsterExecutionInterruptedError,
+    KeyboardInterrupt,
 )
 TRANSIENT_RETRY = dg.RetryPolicy(
     max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
@@ -92,8 +100,10 @@ def stream_asset(
                 reports = run_sync(session, stream, table, copy, scope, rebuild=is_rebuild(context))
                 earlier = checks.last_outcomes(context.instance, specs)
                 outcomes = check_sync(session, stream, table, copy, reports, earlier=earlier)
-        except TRANSIENT_ERRORS:
-            raise  # the retry policy takes these
+        except RETRIED as error:
+            if is_terminated(context):
+                raise dg.Failure(f"{stream.name}: the run was terminated", allow_retries=False) from error
+            raise  # the retry policy takes these (an interruption that is not Terminate: a preempted worker)
         except Exception as error:
             # Bad settings or partition keys, a breaking source change, an unwritable destination: retrying
             # cannot help, so the run fails at once with the reason.
@@ -112,6 +122,15 @@ def stream_asset(
         yield from checks.check_results(key, outcomes)
 
     return sync_stream
+
+
+def is_terminated(context: dg.AssetExecutionContext) -> bool:
+    """Whether the run is being terminated (Terminate in the UI). Dagster interrupts the step then, and a
+    warehouse request under way fails with what looks like a transient error (the connector wraps the
+    interruption); the step's retry policy, which Dagster also applies to interruptions, would run the sync
+    again as if nothing had asked it to stop."""
+    run = context.instance.get_run_by_id(context.run_id)
+    return run is not None and run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
 
 
 def reported_partitions(

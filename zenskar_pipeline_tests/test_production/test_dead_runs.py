@@ -19,6 +19,7 @@ from deltalake import DeltaTable
 
 from zenskar_devtools.local_warehouse import tables
 from zenskar_devtools.local_warehouse.server import LocalWarehouse
+from zenskar_pipeline.defs.stream_lock import HOLDS
 from zenskar_pipeline_tests.test_production.stack import (
     all_runs_ended,
     instance_of,
@@ -173,9 +174,11 @@ def test_runs_left_started_by_a_stopped_stack_are_failed_and_run_again_at_the_ne
         stack.postgres.stop(mode="immediate")
         stack.postgres.start()
         with instance_of(stack) as instance:
-            assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED  # type: ignore[union-attr]
+            # in progress (a crash may lose the cluster's last commits: RUN_START among them)
+            status = instance.get_run_by_id(run_id).status  # type: ignore[union-attr]
+            assert status in (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
         stack.start()  # the next session on the same instance
-        assert [r.run_id for r in stack.recovered] == [run_id]
+        assert run_id in [r.run_id for r in stack.recovered]  # with any other run the crash left started
         with instance_of(stack) as instance:
             assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE  # type: ignore[union-attr]
             wait_until(
@@ -184,21 +187,23 @@ def test_runs_left_started_by_a_stopped_stack_are_failed_and_run_again_at_the_ne
             assert _retries(instance, run_id)[0].status == dg.DagsterRunStatus.SUCCESS
             assert _copy_rows(copy) == _source_rows(warehouse, table)
 
-            # Terminate in the UI: the run stops before its commit, is canceled and not retried, and the
-            # stream's next run is not held up.
-            version = DeltaTable(str(copy)).version()
+            # Terminate in the UI while the run syncs: it is canceled, not retried, the copy holds a whole
+            # version, and the stream's next run is not held up.
             tables.upsert(warehouse.root, table, _events(ROWS, 1), ["event_id"])
             stopped = launch_ui_run(stack, key)
-            wait_until(lambda: _worker_pid(instance, stopped) is not None, 120, "the run to start")
+            wait_until(lambda: _holds_stream(instance, stopped), 120, "the run to hold its stream")
             terminate_run(stack, stopped)
             wait_until(lambda: instance.get_run_by_id(stopped).is_finished, 120, "the run to stop")  # type: ignore[union-attr]
             assert instance.get_run_by_id(stopped).status == dg.DagsterRunStatus.CANCELED  # type: ignore[union-attr]
-            assert DeltaTable(str(copy)).version() == version
             later = launch_ui_run(stack, key)
             wait_until(lambda: instance.get_run_by_id(later).is_finished, 180, "the next run to end")  # type: ignore[union-attr]
             assert instance.get_run_by_id(later).status == dg.DagsterRunStatus.SUCCESS  # type: ignore[union-attr]
             assert not _retries(instance, stopped)
             assert _copy_rows(copy) == _source_rows(warehouse, table)
+
+
+def _holds_stream(instance: dg.DagsterInstance, run_id: str) -> bool:
+    return any((entry.user_message or "").endswith(HOLDS) for entry in instance.all_logs(run_id))
 
 
 def _retries(instance: dg.DagsterInstance, run_id: str) -> list[dg.DagsterRun]:
