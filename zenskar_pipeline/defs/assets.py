@@ -3,6 +3,7 @@
 No annotations import from `__future__` here: Dagster reads the step function's resource annotation.
 """
 
+import contextlib
 import datetime as dt
 import functools
 from collections.abc import Iterator
@@ -92,34 +93,36 @@ def stream_asset(
         scope = Scope.partitions(context.partition_keys) if partitioned else Scope.whole_table()
         copy = destination.for_stream(stream)
         step_key = context.op_execution_context.get_step_execution_context().step.key
-        try:
-            with (
-                holding_stream(context.instance, stream.name, context.run_id, step_key, context.log),
-                databricks.session() as session,
-            ):
-                reports = run_sync(session, stream, table, copy, scope, rebuild=is_rebuild(context))
-                earlier = checks.last_outcomes(context.instance, specs)
-                outcomes = check_sync(session, stream, table, copy, reports, earlier=earlier)
-        except RETRIED as error:
-            if is_terminated(context):
-                raise dg.Failure(f"{stream.name}: the run was terminated", allow_retries=False) from error
-            raise  # the retry policy takes these (an interruption that is not Terminate: a preempted worker)
-        except Exception as error:
-            # Bad settings or partition keys, a breaking source change, an unwritable destination: retrying
-            # cannot help, so the run fails at once with the reason.
-            raise dg.Failure(f"{stream.name}: {error}", allow_retries=False) from error
-        for report in reports:
-            if report.note:
-                context.log.warning(f"{stream.name}: {report.note}")
-        reported = reported_partitions(context, key, reports)
-        landed = copy.row_counts([r.partition for r in reported if r.partition is not None] or None)
-        for report in reported:
-            yield dg.AssetMaterialization(
-                asset_key=key,
-                partition=report.partition,
-                metadata=report_metadata(report, stream, landed.get(report.partition, 0)),
-            )
-        yield from checks.check_results(key, outcomes)
+        # The stream is held from before the first read to after the last event about the copy.
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(
+                    holding_stream(context.instance, stream.name, context.run_id, step_key, context.log)
+                )
+                with databricks.session() as session:
+                    reports = run_sync(session, stream, table, copy, scope, rebuild=is_rebuild(context))
+                    earlier = checks.last_outcomes(context.instance, specs)
+                    outcomes = check_sync(session, stream, table, copy, reports, earlier=earlier)
+            except RETRIED as error:
+                if is_terminated(context):
+                    raise dg.Failure(f"{stream.name}: the run was terminated", allow_retries=False) from error
+                raise  # the retry policy takes these (an interruption, not Terminate: a preempted worker)
+            except Exception as error:
+                # Bad settings or partition keys, a breaking source change, an unwritable destination:
+                # retrying cannot help, so the run fails at once with the reason.
+                raise dg.Failure(f"{stream.name}: {error}", allow_retries=False) from error
+            for report in reports:
+                if report.note:
+                    context.log.warning(f"{stream.name}: {report.note}")
+            reported = reported_partitions(context, key, reports)
+            landed = copy.row_counts([r.partition for r in reported if r.partition is not None] or None)
+            for report in reported:
+                yield dg.AssetMaterialization(
+                    asset_key=key,
+                    partition=report.partition,
+                    metadata=report_metadata(report, stream, landed.get(report.partition, 0)),
+                )
+            yield from checks.check_results(key, outcomes)
 
     return sync_stream
 

@@ -20,6 +20,7 @@ from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
 STREAM_LOCK_PREFIX = "zenskar/stream:"
 HOLDS = ": this run holds the stream"  # after the stream's name, in the run's log once the slot is claimed
+RELEASES = ": this run releases the stream"  # and just before it is freed
 POLL_SECONDS = 1.0
 
 
@@ -60,4 +61,5 @@ def holding_stream(
     try:
         yield
     finally:
+        log.info(f"{stream}{RELEASES}")
         storage.free_concurrency_slot_for_step(run_id, step_key)

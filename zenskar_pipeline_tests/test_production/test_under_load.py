@@ -26,7 +26,7 @@ from zenskar_devtools.local_warehouse import tables
 from zenskar_devtools.local_warehouse.live import LiveMix, LiveUsageWriter
 from zenskar_devtools.local_warehouse.seed import USAGE_EVENTS, seed_demo
 from zenskar_devtools.local_warehouse.server import LocalWarehouse
-from zenskar_pipeline.defs.stream_lock import HOLDS
+from zenskar_pipeline.defs.stream_lock import HOLDS, RELEASES
 from zenskar_pipeline_tests.test_production.stack import (
     COMMAND,
     all_runs_ended,
@@ -139,7 +139,7 @@ def _launcher(run: dg.DagsterRun) -> str:
 
 
 def _writing_intervals(instance: dg.DagsterInstance) -> dict[str, list[tuple[float, float, str]]]:
-    """Per stream, when each run held it: from its "holds the stream" message to the end of its step."""
+    """Per stream, when each run held it: from its "holds the stream" message to its "releases" one."""
     intervals: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
     for record in instance.get_run_records():
         held: tuple[str, float] | None = None
@@ -147,13 +147,11 @@ def _writing_intervals(instance: dg.DagsterInstance) -> dict[str, list[tuple[flo
             message = entry.user_message or ""
             if message.endswith(HOLDS):
                 held = (message.removesuffix(HOLDS), entry.timestamp)
-            elif held is not None and entry.dagster_event_type in (
-                dg.DagsterEventType.STEP_SUCCESS,
-                dg.DagsterEventType.STEP_FAILURE,
-            ):
+            elif message.endswith(RELEASES) and held is not None:
+                assert message.removesuffix(RELEASES) == held[0]
                 intervals[held[0]].append((held[1], entry.timestamp, record.dagster_run.run_id))
                 held = None
-        assert held is None, f"run {record.dagster_run.run_id} held {held} and never ended its step"
+        assert held is None, f"run {record.dagster_run.run_id} held {held} and never released it"
     return intervals
 
 
