@@ -40,7 +40,7 @@ typecheck: install
 	$(BIN)/mypy
 
 pytest: install
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 dev: install
 	$(BIN)/zenskar-pipeline dev $(if $(filter 1 yes true,$(LIVE)),--live)

@@ -26,7 +26,8 @@ def databricks_resource(warehouse: LocalWarehouse) -> DatabricksResource:
 
 
 # The files that take minutes (a production stack, an image build, object-store servers), run first: with
-# `--dist loadfile` a long file scheduled last keeps one core busy alone at the end of the suite.
+# `--dist loadfile` a long file scheduled last keeps one core busy alone at the end of the suite. (`make
+# pytest` passes `--no-loadscope-reorder`: xdist would otherwise put files with many tests first.)
 LONGEST_FIRST = (
     "test_production/test_under_load.py",
     "test_production/test_dead_runs.py",
