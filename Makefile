@@ -11,21 +11,24 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # `make dev LIVE=1`: the local warehouse's demo usage events also get a new Delta version every few seconds.
 LIVE ?=
 
-.PHONY: install demo test lint typecheck pytest dev prod-local lock bench clean
+.PHONY: install system-packages demo test lint typecheck pytest dev prod-local lock bench clean
 
 # Both distributions, editable: the product and, beside it, its dev tools (devtools/: the local warehouse, the
-# demo, `dev`). Their dependencies come from the one lock, so neither install resolves anything. The dev
-# tools' Node packages (Azurite, the Azure Storage emulator the tests start) come from their own lock.
-$(BIN)/.installed: requirements.lock pyproject.toml devtools/pyproject.toml devtools/package-lock.json
+# demo, `dev`). Their dependencies come from the one lock, so neither install resolves anything.
+$(BIN)/.installed: requirements.lock pyproject.toml devtools/pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip download --quiet --no-deps -r requirements.lock "setuptools>=68" -d $(WHEELHOUSE)
 	$(BIN)/pip install --quiet --no-index --find-links $(WHEELHOUSE) -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e . -e devtools
-	npm ci --prefix devtools --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
 install: $(BIN)/.installed
+
+# The tests' Node packages (Azurite, the Azure Storage emulator the object-store tests start), from their lock.
+devtools/node_modules/.installed: devtools/package-lock.json | system-packages
+	npm ci --prefix devtools --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
 
 demo: install
 	$(BIN)/zenskar-pipeline demo
@@ -39,7 +42,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+# PostgreSQL's server programs and Node.js, from the machine's packages when missing.
+system-packages:
+	devtools/system-packages.sh
+
+pytest: install system-packages devtools/node_modules/.installed
 	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 dev: install

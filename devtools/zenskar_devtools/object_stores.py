@@ -169,10 +169,10 @@ class AzuriteServer:
 def start_azurite() -> AzuriteServer:
     """Azurite's Blob service on a free loopback port, in memory, with a storage account of its own (a fresh
     key, so that tests can look for it where it must not be). Needs `npm ci --prefix devtools` (`make
-    install` runs it)."""
+    test` runs it)."""
     binary = NODE_BIN / "azurite-blob"
     if not binary.exists() or shutil.which("node") is None:
-        raise RuntimeError(f"no Azurite at {binary}; run `npm ci --prefix devtools` (make install does)")
+        raise RuntimeError(f"no Azurite at {binary}; run `npm ci --prefix devtools` (make test does)")
     account = "zenskartest"
     key = base64.b64encode(secrets.token_bytes(64)).decode()
     process = subprocess.Popen(
