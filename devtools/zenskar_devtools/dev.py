@@ -15,6 +15,10 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zenskar_devtools.local_warehouse.server import LocalWarehouse
 
 PROJECT_DAGSTER_HOME = Path(".dagster_home")
 
@@ -33,14 +37,7 @@ def run_dev(warehouse_root: Path, port: int, live: bool = False) -> int:
     if live and env.get("DATABRICKS_SERVER_HOSTNAME"):
         print("--live writes to the local warehouse only, and DATABRICKS_SERVER_HOSTNAME is set: not started")
     if not env.get("DATABRICKS_SERVER_HOSTNAME"):
-        from zenskar_devtools.local_warehouse.seed import USAGE_EVENTS, seed_demo
-        from zenskar_devtools.local_warehouse.server import LocalWarehouse
-
-        if not USAGE_EVENTS.path(warehouse_root).exists():
-            seed_demo(warehouse_root)
-        server = LocalWarehouse(warehouse_root)
-        env.update(server.start().env())
-        print(f"Local warehouse serving {warehouse_root} at {server.info.server_hostname}:{server.info.port}")
+        server = serve_demo_warehouse(warehouse_root, env)
     try:
         # The code location loads from the discovery cache: refresh it first, so the UI shows today's tables.
         discovered = subprocess.call([sys.executable, "-m", "zenskar_pipeline.cli", "discover"], env=env)
@@ -57,6 +54,20 @@ def run_dev(warehouse_root: Path, port: int, live: bool = False) -> int:
             _stop_live_writer(live_writer)
         if server is not None:
             server.stop()
+
+
+def serve_demo_warehouse(warehouse_root: Path, env: dict[str, str]) -> LocalWarehouse:
+    """The local warehouse on `warehouse_root` (the demo tables seeded first when missing), started, its
+    connection settings added to `env` as the DATABRICKS_* variables."""
+    from zenskar_devtools.local_warehouse.seed import USAGE_EVENTS, seed_demo
+    from zenskar_devtools.local_warehouse.server import LocalWarehouse
+
+    if not USAGE_EVENTS.path(warehouse_root).exists():
+        seed_demo(warehouse_root)
+    server = LocalWarehouse(warehouse_root)
+    env.update(server.start().env())
+    print(f"Local warehouse serving {warehouse_root} at {server.info.server_hostname}:{server.info.port}")
+    return server
 
 
 def port_in_use(port: int) -> bool:

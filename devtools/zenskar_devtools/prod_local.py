@@ -19,11 +19,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import dagster as dg
 import yaml
 
+from zenskar_devtools.dev import port_in_use, serve_demo_warehouse
 from zenskar_devtools.postgres import LocalPostgres, PostgresInfo
 from zenskar_devtools.recovery import Recovered, fail_runs_of_earlier_session
 
@@ -107,23 +109,25 @@ class ProdStack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _recover(self) -> list[Recovered]:
-        import dagster as dg
-
-        previous = os.environ.get("DAGSTER_HOME")
-        saved = {name: os.environ.get(name) for name in self.env}
-        os.environ.update(self.env)
+    @contextlib.contextmanager
+    def instance(self) -> Iterator[dg.DagsterInstance]:
+        """The stack's instance as this process reads it, its DAGSTER_* variables set meanwhile."""
+        names = [name for name in self.env if name.startswith("DAGSTER_")]
+        saved = {name: os.environ.get(name) for name in names}
+        os.environ.update({name: self.env[name] for name in names})
         try:
             with dg.DagsterInstance.from_config(str(self.home)) as instance:
-                return fail_runs_of_earlier_session(instance)
+                yield instance
         finally:
             for name, value in saved.items():
                 if value is None:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-            if previous is not None:
-                os.environ["DAGSTER_HOME"] = previous
+
+    def _recover(self) -> list[Recovered]:
+        with self.instance() as instance:
+            return fail_runs_of_earlier_session(instance)
 
     def _spawn(self, name: str, command: list[str]) -> None:
         """`command` in a process group of its own (stopped with its children); its output to this
@@ -194,19 +198,10 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
 def run_prod_local(folder: Path, warehouse_root: Path, port: int) -> int:
     """What `make prod-local` runs: until Ctrl-C (or SIGTERM), or until one of the processes exits."""
     env = dict(os.environ, TZ="UTC")
-    if _port_in_use(port):
+    if port_in_use(port):
         print(f"Port {port} is taken (`make dev` or another `make prod-local`?): stop that first")
         return 1
-    server = None
-    if not env.get("DATABRICKS_SERVER_HOSTNAME"):
-        from zenskar_devtools.local_warehouse.seed import USAGE_EVENTS, seed_demo
-        from zenskar_devtools.local_warehouse.server import LocalWarehouse
-
-        if not USAGE_EVENTS.path(warehouse_root).exists():
-            seed_demo(warehouse_root)
-        server = LocalWarehouse(warehouse_root)
-        env.update(server.start().env())
-        print(f"Local warehouse serving {warehouse_root} at {server.info.server_hostname}:{server.info.port}")
+    server = None if env.get("DATABRICKS_SERVER_HOSTNAME") else serve_demo_warehouse(warehouse_root, env)
     stack = ProdStack(folder, env, webserver_port=port)
     stopping = False
 
@@ -241,8 +236,3 @@ def run_prod_local(folder: Path, warehouse_root: Path, port: int) -> int:
         stack.stop()
         if server is not None:
             server.stop()
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0

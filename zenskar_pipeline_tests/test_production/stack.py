@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -71,18 +70,9 @@ def prod_stack(project: Project, *, daemon: bool = True, webserver: bool = True)
 
 @contextlib.contextmanager
 def instance_of(stack: ProdStack) -> Iterator[dg.DagsterInstance]:
-    """The stack's instance, as this process reads it (its DAGSTER_PG_* variables set meanwhile)."""
-    saved = {name: os.environ.get(name) for name in stack.env if name.startswith("DAGSTER_")}
-    os.environ.update({name: stack.env[name] for name in saved})
-    try:
-        with dg.DagsterInstance.from_config(str(stack.home)) as instance:
-            yield instance
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    """The stack's instance, as this process reads it."""
+    with stack.instance() as instance:
+        yield instance
 
 
 def graphql(stack: ProdStack, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
