@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,8 +65,12 @@ def prod_stack(project: Project, *, daemon: bool = True, webserver: bool = True)
     )
     try:
         yield stack.start()
-    finally:
+    except BaseException:
         stack.stop()
+        print(f"the stack's logs are kept under {folder / 'logs'}")
+        raise
+    stack.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextlib.contextmanager
