@@ -42,7 +42,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# PostgreSQL's server programs and Node.js, from the machine's packages when missing.
+# PostgreSQL's server programs, Node.js and Chromium, from the machine's packages when missing.
 system-packages:
 	devtools/system-packages.sh
 

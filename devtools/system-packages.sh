@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What `make test` needs from the machine beyond Python: Debian's PostgreSQL server programs (the
-# production-instance tests run initdb and pg_ctl in a temp folder) and Node.js with npm (Azurite, the Azure
-# Storage emulator the object-store tests start). Installs whichever is missing with apt-get, as root or
-# through sudo; does nothing when both are there.
+# production-instance tests run initdb and pg_ctl in a temp folder), Node.js with npm (Azurite, the Azure
+# Storage emulator the object-store tests start) and Chromium (the UI test drives it through Playwright; no
+# browser is downloaded). Installs whichever is missing with apt-get, as root or through sudo; does nothing
+# when all are there.
 set -euo pipefail
 missing=()
 if ! command -v pg_ctl >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null; then
@@ -10,6 +11,9 @@ if ! command -v pg_ctl >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/pg_
 fi
 if ! command -v npm >/dev/null; then
   missing+=(nodejs npm)
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  missing+=(chromium)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
