@@ -32,6 +32,7 @@ LONGEST_FIRST = (
     "test_production/test_under_load.py",
     "test_production/test_dead_runs.py",
     "test_image.py",
+    "test_ui/test_dagster_ui.py",
     "test_end_to_end/test_object_store_copies.py",
     "test_production/test_bad_instance.py",
 )
