@@ -16,8 +16,9 @@ The incremental range is spelled out in one function, `read_at_version` (as dlt'
   rows whose partition field is NULL or outside every window (`before` / `after`), so that "nothing new"
   still costs one statement.
 
-Names are validated and quoted by `sql_text`; values travel as native parameters. Versions are ints written
-as literals: Databricks' time travel and `table_changes` take literals, not parameter markers.
+Names are quoted by `sql_text` (any name Unity Catalog allows); values travel as native parameters.
+Versions are ints written as literals: Databricks' time travel and `table_changes` take literals, not
+parameter markers.
 """
 
 from __future__ import annotations
@@ -289,5 +290,9 @@ def _columns(columns: Sequence[str]) -> str:
 
 
 def _changes(table: TableName, first: int, last: int) -> str:
-    # The quoted name goes inside a string literal: quoted names hold no single quote (sql_text refuses it).
-    return f"table_changes('{_table(table)}', {int(first)}, {int(last)})"
+    # The quoted name goes inside a string literal: `TableName` holds letters, digits and underscores only,
+    # so no quote or backslash can end the literal early.
+    quoted = _table(table)
+    if "'" in quoted or "\\" in quoted:
+        raise ValueError(f"{table} cannot be named inside table_changes('...')")
+    return f"table_changes('{quoted}', {int(first)}, {int(last)})"
