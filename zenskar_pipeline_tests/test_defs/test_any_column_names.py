@@ -38,7 +38,8 @@ _numbers = itertools.count()
 
 
 def _utc(day: int, hour: int = 0) -> dt.datetime:
-    return dt.datetime(2026, 1, day, hour, tzinfo=dt.UTC)
+    """`day` counted from 2026-01-01 (day 1), on past January's end."""
+    return dt.datetime(2026, 1, 1, hour, tzinfo=dt.UTC) + dt.timedelta(days=day - 1)
 
 
 def _row(key: str, day: int, amount: int = 1, *, updated: int = 0) -> dict[str, Any]:
@@ -93,10 +94,10 @@ def _sorted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r[KEY], r[CURSOR]))
 
 
-def _synced(defs: dg.Definitions, table: str, **kwargs: Any) -> dg.ExecuteInProcessResult:
+def _synced(defs: dg.Definitions, table: str, tags: dict[str, str] = RANGE) -> dg.ExecuteInProcessResult:
     key = dg.AssetKey(["zenskar", *table.split(".")])
     result = dg.materialize(
-        [defs.resolve_assets_def(key)], instance=dg.DagsterInstance.ephemeral(), tags=RANGE, **kwargs
+        [defs.resolve_assets_def(key)], instance=dg.DagsterInstance.ephemeral(), tags=tags
     )
     assert result.success
     checks = result.get_asset_check_evaluations()
@@ -136,3 +137,26 @@ def test_columns_named_as_unity_catalog_allows_sync_end_to_end(
         assert _copy(pipeline, table, _zenskar_is_current=True) == _source(pipeline, table)
     else:
         assert _copy(pipeline, table) == _source(pipeline, table)
+
+
+def test_a_read_of_many_windows_with_their_marks_names_odd_columns(
+    warehouse: LocalWarehouse, tmp_path: Path
+) -> None:
+    # 40 daily partitions, each with a mark after the first run: more windows than are spelled one by one,
+    # so the second run's read joins them to the rows as one JSON value, on the odd partition field.
+    pipeline = Pipeline(warehouse, tmp_path, "zcolumns")
+    table = f"zcolumns.odd_names.many_windows_{next(_numbers)}"
+    rows = [_row(f"k{day:02}", day) for day in range(1, 41)]
+    tables.create_table(warehouse.root, table, pa.Table.from_pylist(rows, SOURCE), primary_key=[KEY])
+    defs = pipeline.definitions(_stream(table, "incremental_append_deduped"))
+    forty = {**RANGE, "dagster/asset_partition_range_end": "2026-02-09"}
+    _synced(defs, table, forty)
+    later = [_row("k05", 5, 9, updated=3), _row("k39", 39, 9, updated=3)]
+    tables.upsert(warehouse.root, table, pa.Table.from_pylist(later, SOURCE), [KEY])
+    result = _synced(defs, table, forty)
+    written = {
+        m.partition: m.metadata["rows_written"].value
+        for m in (e.materialization for e in result.get_asset_materialization_events())
+    }
+    assert {key: n for key, n in written.items() if n} == {"2026-01-05": 1, "2026-02-08": 1}
+    assert _copy(pipeline, table) == _source(pipeline, table)
