@@ -144,7 +144,7 @@ def system_columns(stream: ResolvedStream) -> list[tuple[str, str, str]]:
     columns.append((SYNCED_AT, "timestamp", "When the row landed (UTC)."))
     if mode in (SyncMode.INCREMENTAL_APPEND_DEDUPED, SyncMode.HISTORY):
         columns.append((CONTENT_HASH, "string", "The row's content hash: how an unchanged row is told."))
-    if mode is SyncMode.INCREMENTAL_APPEND and keyless:
+    if mode is SyncMode.INCREMENTAL_APPEND and (keyless or settings.change_feed):
         columns.append((ROW_ID, "string", "Content hash and occurrence: two identical rows stay two."))
     if (
         settings.change_feed

@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
-from zenskar_pipeline.config import ResolvedStream
+from zenskar_pipeline.config import Deletes, ResolvedStream, StreamSettings, SyncMode, TableName
 from zenskar_pipeline.defs import STREAM_TAG, WAREHOUSE_POOL, StreamTranslator, build_definitions
+from zenskar_pipeline.defs.translator import system_columns
 from zenskar_pipeline.state import save_state
 from zenskar_pipeline.streams import load_config
 from zenskar_pipeline_tests.test_defs.conftest import EVENTS, Project, write_streams
@@ -183,3 +185,31 @@ def test_a_missing_cache_says_to_run_discover(tmp_path: Path) -> None:
     shown = result.stdout + result.stderr
     assert "StateMissingError: no discovered tables at" in shown
     assert "run `zenskar-pipeline discover`" in shown
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (StreamSettings(SyncMode.FULL_REFRESH), []),
+        (StreamSettings(SyncMode.INCREMENTAL_APPEND), ["_zenskar_row_id"]),
+        (StreamSettings(SyncMode.INCREMENTAL_APPEND, primary_key=("id",)), []),
+        (
+            StreamSettings(SyncMode.INCREMENTAL_APPEND, primary_key=("id",), change_feed=True),
+            ["_zenskar_row_id", "_zenskar_change_type"],
+        ),
+        (StreamSettings(primary_key=("id",)), ["_zenskar_content_hash"]),
+        (
+            StreamSettings(primary_key=("id",), change_feed=True, deletes=Deletes.SOFT),
+            ["_zenskar_content_hash", "_zenskar_deleted"],
+        ),
+        (
+            StreamSettings(SyncMode.HISTORY, primary_key=("id",)),
+            ["_zenskar_content_hash", "_zenskar_valid_from", "_zenskar_valid_to", "_zenskar_is_current"],
+        ),
+    ],
+)
+def test_each_mode_lists_the_system_columns_it_writes(settings: StreamSettings, expected: list[str]) -> None:
+    """As the reference's System columns table says (unpartitioned: no `_zenskar_partition`)."""
+    stream = ResolvedStream(TableName("main", "billing", "t"), settings, "/copies/t", "main/billing", "t")
+    names = [name for name, _, _ in system_columns(stream)]
+    assert names == ["_zenskar_source_version", "_zenskar_synced_at", *expected]
