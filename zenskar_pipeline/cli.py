@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
 import sys
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -119,9 +117,6 @@ def discover(config_file: Path | None) -> None:
         _fail(str(error))
 
 
-_REQUIRED_CONNECTION = ("DATABRICKS_SERVER_HOSTNAME", "DATABRICKS_HTTP_PATH")
-
-
 def _load_config(config_file: Path | None) -> PipelineConfig:
     from zenskar_pipeline.config import ConfigError
     from zenskar_pipeline.streams import load_config
@@ -134,29 +129,12 @@ def _load_config(config_file: Path | None) -> PipelineConfig:
 
 def _discover_and_save(config: PipelineConfig) -> DiscoveredCatalog:
     """Discover the tables `config` selects and refresh the cache; exits with the reason when it cannot."""
-    from zenskar_pipeline.databricks import DatabricksConnectionError, DatabricksResource
-    from zenskar_pipeline.databricks.discovery import discover_tables
-    from zenskar_pipeline.state import save_state
+    from zenskar_pipeline.databricks.refresh import DiscoveryError, refresh_discovery
 
-    missing = [name for name in _REQUIRED_CONNECTION if not os.environ.get(name)]
-    if missing:
-        _fail(
-            f"set {', '.join(missing)} (and DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID with "
-            "DATABRICKS_CLIENT_SECRET); for the local warehouse, source <state-dir>/connection.env"
-        )
-    # The connector logs each failed request at ERROR level, which Python prints to stderr when nothing is
-    # configured; the error below already says what failed and which setting to check, so those lines
-    # would only break the one-line message. A logging configuration of the user's still receives them.
-    logging.getLogger("databricks.sql").addHandler(logging.NullHandler())
     try:
-        with DatabricksResource.resolved_from_env().session() as session:
-            found = discover_tables(session, config)
-    except DatabricksConnectionError as error:
-        _fail(f"cannot discover tables: {error}")
-    except Exception as error:  # the warehouse refused a statement: permissions, a stopped warehouse
-        _fail(f"cannot discover tables: {type(error).__name__}: {error}")
-    save_state(found, config.state_path)
-    return found
+        return refresh_discovery(config)
+    except DiscoveryError as error:
+        _fail(str(error))
 
 
 def _fail(message: str) -> NoReturn:

@@ -94,6 +94,23 @@ def duration(value: object) -> dt.timedelta:
     return dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
 
+def freshness(value: object) -> dt.timedelta:
+    """How old a copy may get before Dagster shows it late: a duration of at least a minute (Dagster's
+    freshness checks measure no finer)."""
+    try:
+        window = duration(value)
+    except Invalid:
+        raise Invalid(
+            f"{value!r} is not a duration", "write how old the copy may get, such as 30m, 2h or 1d"
+        ) from None
+    if window < dt.timedelta(minutes=1):
+        raise Invalid(
+            f"{value!r} is under a minute, finer than Dagster checks freshness",
+            "write 1m or more, such as 2h, or remove freshness",
+        )
+    return window
+
+
 def cron(value: object) -> str:
     if isinstance(value, str) and is_valid_cron_string(value):
         return value

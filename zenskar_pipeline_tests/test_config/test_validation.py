@@ -112,6 +112,24 @@ STREAM = "stream main.billing.usage_events"
             id="duration-without-unit",
         ),
         pytest.param(
+            "sync_mode: full_refresh\nfreshness: soon",
+            f"{STREAM}: freshness: 'soon' is not a duration; write how old the copy may get, such as 30m, 2h "
+            "or 1d",
+            id="freshness-not-a-duration",
+        ),
+        pytest.param(
+            "sync_mode: full_refresh\nfreshness: -2h",
+            f"{STREAM}: freshness: '-2h' is not a duration; write how old the copy may get, such as 30m, 2h "
+            "or 1d",
+            id="negative-freshness",
+        ),
+        pytest.param(
+            "sync_mode: full_refresh\nfreshness: 30s",
+            f"{STREAM}: freshness: '30s' is under a minute, finer than Dagster checks freshness; write 1m or "
+            "more, such as 2h, or remove freshness",
+            id="freshness-under-a-minute",
+        ),
+        pytest.param(
             "sync_mode: full_refresh\nschedule: '0 * * *'",
             f"{STREAM}: schedule: '0 * * *' is not a cron schedule; write five fields 'minute hour "
             "day-of-month month day-of-week', such as '15 * * * *'",

@@ -143,3 +143,20 @@ def test_a_run_that_wrote_nothing_answers_the_key_check_without_reading_the_copy
     edited = unique_key_check()
     assert not edited.passed and edited.metadata["reused"].value is False
     assert edited.metadata["duplicate_keys"].value == 1
+
+
+def test_each_materialization_shows_the_columns_the_copy_landed(project: Project) -> None:
+    """`dagster/column_schema` per partition (and on the spec) lists exactly the landed Delta table's
+    columns: the selected source columns and the system columns of the stream's sync mode."""
+    defs = build_definitions(project.config, project.state, databricks=project.databricks)
+    specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
+    for key, path, scope in (
+        (EVENTS_KEY, "zdefs/billing/usage_events", {"partition_key": "2026-01-01"}),
+        (CUSTOMERS_KEY, "zdefs/billing/customers", {}),
+    ):
+        result = _materialize(project, key, **scope)
+        assert result.success
+        landed = DeltaTable(str(project.destination / path)).schema().to_arrow().names
+        for report in _by_partition(result).values():
+            assert [column.name for column in report["dagster/column_schema"].columns] == landed
+        assert [column.name for column in specs[key].metadata["dagster/column_schema"].columns] == landed
