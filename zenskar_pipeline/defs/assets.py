@@ -122,7 +122,9 @@ def stream_asset(
                     partition=report.partition,
                     metadata=report_metadata(report, stream, landed.get(report.partition, 0)),
                 )
-            yield from checks.check_results(key, outcomes)
+            yield from checks.check_results(
+                context, key, outcomes, context.partition_keys if partitioned else ()
+            )
 
     return sync_stream
 
