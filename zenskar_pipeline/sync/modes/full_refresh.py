@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from zenskar_pipeline.config import ResolvedStream, SyncMode
 from zenskar_pipeline.databricks.sql_text import quote_identifier
-from zenskar_pipeline.destinations import WriteResult
+from zenskar_pipeline.destinations import Destination, WriteResult
 from zenskar_pipeline.sync import checks, cursor
 from zenskar_pipeline.sync.changed_partitions import Look, Requested, bucket_expression, latest_partitions
 from zenskar_pipeline.sync.checks import CheckOutcome, CheckSpec
@@ -73,3 +73,7 @@ class FullRefresh(SyncStrategy):
 
     def requested(self, look: Look) -> Requested:
         return latest_partitions(look, "full refresh: the latest partitions")
+
+    def holds_whole_table(self, stream: ResolvedStream, destination: Destination, version: int) -> bool:
+        """Every row of the copy was read at `version`: a run would write what is there."""
+        return destination.holds_version(None, version)
