@@ -85,6 +85,7 @@ class StreamResult:
     rows_written: int
     seconds: float
     error: str | None = None  # one line, no traceback
+    materialized: int = 0  # partitions the run recorded (a change feed's first run: every one it snapshot)
 
     @property
     def ok(self) -> bool:
@@ -247,13 +248,15 @@ def run_plan(defs: dg.Definitions, plan: Plan, instance: dg.DagsterInstance) -> 
             redact(f"{type(error).__name__}: {first_line(error, default='unknown error')}"),
         )
     read = written = 0
-    for event in result.get_asset_materialization_events():
+    events = result.get_asset_materialization_events()
+    for event in events:
         data = event.step_materialization_data
         metadata = data.materialization.metadata if data is not None else {}
         read += _int(metadata.get("rows_read"))
         written += _int(metadata.get("rows_written"))
     failure = None if result.success else _failure(result)
-    return StreamResult(plan.stream.name, plan.label, read, written, time.monotonic() - started, failure)
+    seconds = time.monotonic() - started
+    return StreamResult(plan.stream.name, plan.label, read, written, seconds, failure, len(events))
 
 
 def copy_key(defs: dg.Definitions, stream: ResolvedStream) -> dg.AssetKey:

@@ -3,6 +3,7 @@ warehouse, and the demo, in process, with small tables."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from deltalake import DeltaTable
 
 from zenskar_devtools.demo import run_demo
+from zenskar_devtools.local_warehouse.seed import demo_start
 from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline_tests.test_defs.conftest import CUSTOMERS, EVENTS, source_tables
 
@@ -156,6 +158,7 @@ def test_the_demo_lands_every_demo_stream(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ZENSKAR_PIPELINE_DESTINATION", raising=False)
     monkeypatch.delenv("ZENSKAR_PIPELINE_STATE", raising=False)
+    monkeypatch.delenv("ZENSKAR_DEMO_START", raising=False)  # the demo sets it: restored afterwards
     assert run_demo(tmp_path / "wh", rows=2000, config_file=tmp_path / "streams.yaml", dagster_home="") == 0
     out = capsys.readouterr().out
     for table in ("main/billing/usage_events", "main/billing/customers", "main/metering/compute_hours"):
@@ -163,3 +166,13 @@ def test_the_demo_lands_every_demo_stream(
         assert DeltaTable(str(copy)).to_pyarrow_table().num_rows > 0
         assert str(copy) in out
     assert "make dev" in out
+    # The partitions start where the seeded data does, and the demo says what it filled and how to fill
+    # the rest: the change feed's first run snapshots every partition; compute hours ran its last 7 days.
+    start = os.environ["ZENSKAR_DEMO_START"]
+    assert start == demo_start(tmp_path / "wh")
+    days = (dt.datetime.now(dt.UTC).date() - dt.date.fromisoformat(start)).days + 1
+    assert f"main.billing.usage_events: {days} of {days} partitions filled ({start}.." in out
+    assert f"main.metering.compute_hours: 7 of {days} partitions filled ({start}.." in out
+    assert "main.billing.customers: copied whole" in out
+    before = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=7)).isoformat()
+    assert f"zenskar-pipeline sync --select main.metering.compute_hours --from {start} --to {before}" in out

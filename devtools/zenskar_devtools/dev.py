@@ -58,12 +58,14 @@ def run_dev(warehouse_root: Path, port: int, live: bool = False) -> int:
 
 def serve_demo_warehouse(warehouse_root: Path, env: dict[str, str]) -> LocalWarehouse:
     """The local warehouse on `warehouse_root` (the demo tables seeded first when missing), started, its
-    connection settings added to `env` as the DATABRICKS_* variables."""
-    from zenskar_devtools.local_warehouse.seed import USAGE_EVENTS, seed_demo
+    connection settings added to `env` as the DATABRICKS_* variables, and the day its data starts as
+    ZENSKAR_DEMO_START (streams.yaml's partitions start there) unless set."""
+    from zenskar_devtools.local_warehouse.seed import DEMO_START_ENV, USAGE_EVENTS, demo_start, seed_demo
     from zenskar_devtools.local_warehouse.server import LocalWarehouse
 
     if not USAGE_EVENTS.path(warehouse_root).exists():
         seed_demo(warehouse_root)
+    env.setdefault(DEMO_START_ENV, demo_start(warehouse_root))
     server = LocalWarehouse(warehouse_root)
     env.update(server.start().env())
     print(f"Local warehouse serving {warehouse_root} at {server.info.server_hostname}:{server.info.port}")

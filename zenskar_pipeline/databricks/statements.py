@@ -259,6 +259,22 @@ def buckets_from_cursor(
     )
 
 
+def buckets_in_range(
+    table: TableName,
+    version: int,
+    bucket_sql: str,
+    field_sql: str,
+    start: ParameterValue,
+    end: ParameterValue,
+) -> Statement:
+    """Rows at `version` with `start <= partition field < end`, counted per bucket of the partition field."""
+    return Statement(
+        f"SELECT {bucket_sql} AS bucket, count(*) AS n FROM {_table(table)} VERSION AS OF {int(version)} "
+        f"WHERE {field_sql} >= :start AND {field_sql} < :end GROUP BY 1",
+        {"start": start, "end": end},
+    )
+
+
 def buckets_of_changes(table: TableName, first: int, last: int, bucket_sql: str) -> Statement:
     """Changes of versions `first..last`, pre-images too, counted per bucket of the partition field."""
     return Statement(

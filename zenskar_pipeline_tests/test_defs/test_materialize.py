@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
+import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from zenskar_pipeline.defs import OUTSIDE_WINDOWS, build_definitions
@@ -51,7 +52,8 @@ def test_one_partition_lands_its_rows_and_reports_them(project: Project) -> None
     assert report["cursor_before"] is None
     assert report["cursor_after"] == "2026-01-02T05:00:00+00:00"
     assert isinstance(report["source_version"], int)
-    assert report["seconds"] >= 0 and report["rows_per_second"] >= 0
+    assert report["run_seconds"] > 0 and report["run_partitions"] == 1
+    assert report["run_rows_per_second"] == pytest.approx(2 / report["run_seconds"], rel=0.05)
     landed = _landed(project, "zdefs/billing/usage_events")
     assert sorted(row["event_id"] for row in landed) == ["b1", "b2"]
     checks = {check.check_name: check for check in result.get_asset_check_evaluations()}
@@ -78,6 +80,13 @@ def test_a_single_run_range_reports_each_partition_on_its_own(project: Project) 
     assert len(_landed(project, "zdefs/billing/usage_events")) == 6
     # Dagster's own record agrees: one materialization per partition, each with its own count.
     assert len(result.get_asset_materialization_events()) == 3
+    # One read and one commit for the range: its time is the run's, said so on each partition, with the
+    # rate of all 6 rows over it (not each partition's rows over the whole run's time).
+    (run_seconds,) = {r["run_seconds"] for r in reports.values()}
+    (rate,) = {r["run_rows_per_second"] for r in reports.values()}
+    assert {r["run_partitions"] for r in reports.values()} == {3}
+    assert rate == pytest.approx(6 / run_seconds, rel=0.05)  # the figures are rounded
+    assert all("seconds" not in r and "rows_per_second" not in r for r in reports.values())
 
 
 def test_nothing_new_lands_nothing_and_says_so(project: Project) -> None:
