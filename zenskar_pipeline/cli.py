@@ -218,7 +218,8 @@ def sync(
 
     A partitioned stream runs as one single-run backfill: `--partition KEY`, `--from KEY --to KEY`, or by
     default the whole range from its `start` to the latest partition. Unpartitioned streams run whole. Runs
-    go to the Dagster instance in $DAGSTER_HOME when that folder exists, else to a temporary one.
+    go to the Dagster instance in $DAGSTER_HOME when that folder exists (given the local instance's
+    dagster.yaml when it has none), else to a temporary one.
     """
     from zenskar_pipeline import runner
 

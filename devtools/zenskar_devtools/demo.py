@@ -3,7 +3,7 @@ through Dagster into Delta copies, and show what landed.
 
 Partitioned streams run as one single-run backfill of their last `DEMO_PARTITIONS` partitions, unpartitioned
 ones whole. Runs go to the project's Dagster instance (`DAGSTER_HOME`, `.dagster_home` from the Makefile),
-created with the project's `dagster.yaml` when missing, so that `make dev` shows them afterwards; without
+created with the local instance's settings when missing, so that `make dev` shows them afterwards; without
 `DAGSTER_HOME` they go to a temporary instance.
 """
 
@@ -89,15 +89,13 @@ def run_demo(
 
 
 def _project_dagster_home() -> str | None:
-    """`DAGSTER_HOME`, created with the project's dagster.yaml when missing; None when unset."""
+    """`DAGSTER_HOME`, created when missing (the runner gives it the local instance's settings); None when
+    unset."""
     home = os.environ.get("DAGSTER_HOME")
     if not home:
         return None
-    folder = Path(home)
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "dagster.yaml").exists() and Path("dagster.yaml").exists():
-        shutil.copyfile("dagster.yaml", folder / "dagster.yaml")
-    return str(folder)
+    Path(home).mkdir(parents=True, exist_ok=True)
+    return home
 
 
 def _start(plan: runner.Plan) -> None:
