@@ -90,7 +90,12 @@ _CONFIG_OPTION = click.option(
 
 @main.command()
 @_CONFIG_OPTION
-def discover(config_file: Path | None) -> None:
+@click.option(
+    "--summary",
+    is_flag=True,
+    help="Print one line (how many tables, where the cache went) instead of every table's columns.",
+)
+def discover(config_file: Path | None, summary: bool) -> None:
     """List the tables the streams file selects, with columns and a suggested cursor and key, and refresh
     the cached discovery that the code location loads."""
     import time
@@ -105,7 +110,7 @@ def discover(config_file: Path | None) -> None:
         streams = resolve_streams(config, found.tables, allow_missing_cursor=True)
     except ConfigError:
         streams = []  # validate_streams, below, says why
-    for stream in streams:
+    for stream in [] if summary else streams:
         table = found.get(stream.name)
         if table is not None:
             _echo_table(table, stream)
