@@ -43,8 +43,10 @@ def dagster_dev_command(port: int) -> list[str]:
 
 def run_dev(warehouse_root: Path, port: int, live: bool = False) -> int:
     """Until Ctrl-C or SIGTERM (then 0), or until `dagster dev` exits by itself (its exit code)."""
+    # In this process too: the instance's settings read their storage folder from DAGSTER_HOME (the
+    # recovery below opens it), and `zenskar-pipeline dev` may be run without the Makefile setting it.
+    dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_DAGSTER_HOME.resolve())))
     env = dict(os.environ, TZ="UTC")
-    dagster_home = Path(env.setdefault("DAGSTER_HOME", str(PROJECT_DAGSTER_HOME.resolve())))
     dagster_home.mkdir(parents=True, exist_ok=True)
     write_instance_settings(dagster_home, replace=True)  # make dev runs on the project's current settings
     if port_in_use(port):
