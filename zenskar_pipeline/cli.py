@@ -88,7 +88,12 @@ _CONFIG_OPTION = click.option(
 
 @main.command()
 @_CONFIG_OPTION
-def discover(config_file: Path | None) -> None:
+@click.option(
+    "--summary",
+    is_flag=True,
+    help="Print one line (how many tables, where the cache went) instead of every table's columns.",
+)
+def discover(config_file: Path | None, summary: bool) -> None:
     """List the tables the streams file selects, with columns and a suggested cursor and key, and refresh
     the cached discovery that the code location loads."""
     import time
@@ -103,7 +108,7 @@ def discover(config_file: Path | None) -> None:
         streams = resolve_streams(config, found.tables, allow_missing_cursor=True)
     except ConfigError:
         streams = []  # validate_streams, below, says why
-    for stream in streams:
+    for stream in [] if summary else streams:
         table = found.get(stream.name)
         if table is not None:
             _echo_table(table, stream)
@@ -196,7 +201,8 @@ def sync(
 
     A partitioned stream runs as one single-run backfill: `--partition KEY`, `--from KEY --to KEY`, or by
     default the whole range from its `start` to the latest partition. Unpartitioned streams run whole. Runs
-    go to the Dagster instance in $DAGSTER_HOME when that folder exists, else to a temporary one.
+    go to the Dagster instance in $DAGSTER_HOME when that folder exists (given the local instance's
+    dagster.yaml when it has none), else to a temporary one.
     """
     from zenskar_pipeline import runner
 

@@ -11,12 +11,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from deltalake import DeltaTable
 
 from zenskar_devtools.demo import run_demo
 from zenskar_devtools.local_warehouse.seed import demo_start
 from zenskar_devtools.local_warehouse.server import LocalWarehouse
+from zenskar_pipeline.runner import LOCAL_INSTANCE_SETTINGS
 from zenskar_pipeline_tests.test_defs.conftest import CUSTOMERS, EVENTS, source_tables
 
 CLI = [sys.executable, "-m", "zenskar_pipeline.cli"]
@@ -89,6 +91,25 @@ def test_sync_lands_everything_then_nothing_new(project: Project) -> None:
     assert again.returncode == 0, again.stderr
     assert f"{EVENTS}: 0 rows written" in again.stdout
     assert project.landed("usage_events") == 6 and project.landed("customers") == 2
+
+
+def test_sync_on_an_empty_dagster_home_prints_no_first_run_banner_and_keeps_its_run(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = project.folder / "dagster_home"
+    home.mkdir()
+    project.env["DAGSTER_HOME"] = str(home)
+    result = project.run("sync", "--select", CUSTOMERS)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "No dagster instance configuration file" not in output
+    assert "Telemetry" not in output and "Welcome to Dagster" not in output
+    assert project.landed("customers") == 2
+    # The folder is now a local instance like make dev's: its settings written, the run kept there.
+    assert (home / "dagster.yaml").read_text() == LOCAL_INSTANCE_SETTINGS.read_text()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the settings keep the storage under DAGSTER_HOME
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert [run.status for run in instance.get_runs()] == [dg.DagsterRunStatus.SUCCESS]
 
 
 def test_sync_one_partition_a_range_and_a_selection(project: Project) -> None:

@@ -7,7 +7,7 @@ ones whole; the demo then says, per stream, how many partitions are filled (a ch
 snapshots every one) and how to fill the rest.
 
 Runs go to the project's Dagster instance (`DAGSTER_HOME`, `.dagster_home` from the Makefile), created with
-the project's `dagster.yaml` when missing, so that `make dev` shows them afterwards; without `DAGSTER_HOME`
+the local instance's settings when missing, so that `make dev` shows them afterwards; without `DAGSTER_HOME`
 they go to a temporary instance.
 """
 
@@ -114,15 +114,13 @@ def run_demo(
 
 
 def _project_dagster_home() -> str | None:
-    """`DAGSTER_HOME`, created with the project's dagster.yaml when missing; None when unset."""
+    """`DAGSTER_HOME`, created when missing (the runner gives it the local instance's settings); None when
+    unset."""
     home = os.environ.get("DAGSTER_HOME")
     if not home:
         return None
-    folder = Path(home)
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "dagster.yaml").exists() and Path("dagster.yaml").exists():
-        shutil.copyfile("dagster.yaml", folder / "dagster.yaml")
-    return str(folder)
+    Path(home).mkdir(parents=True, exist_ok=True)
+    return home
 
 
 @dataclass(frozen=True)

@@ -4,56 +4,89 @@ With `DATABRICKS_SERVER_HOSTNAME` set, the pipeline talks to that workspace. Wit
 seeded (once) under the warehouse root and served locally, and its settings are handed to Dagster as the
 `DATABRICKS_*` variables. Either way `discover` refreshes the cache the code location loads from first.
 With `live`, a `seed-demo --live` process keeps writing new versions of the demo usage events meanwhile.
+
+Ctrl-C or SIGTERM stops all of it: `dagster dev` with everything it started, the live writer, the local
+warehouse (see `process_groups`).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from zenskar_devtools.process_groups import Child, StopSignals, stop_children
+from zenskar_pipeline.runner import write_instance_settings
 
 if TYPE_CHECKING:
     from zenskar_devtools.local_warehouse.server import LocalWarehouse
 
 PROJECT_DAGSTER_HOME = Path(".dagster_home")
+# dagster dev gives its webserver and daemon 60 s each; a stop that takes longer than this is stuck.
+STOP_TIMEOUT_SECONDS = 30.0
+
+
+def dagster_dev_command(port: int) -> list[str]:
+    """The command that serves the UI, the daemon and the code server of workspace.yaml on `port`.
+
+    Dagster 1.13 warns at each start that `dagster dev` is superseded by `dg dev`, which needs the project to
+    be a dg project. Until it is, that warning gives a `make dev` user nothing to do, so this one warning is
+    filtered by its message (`-W`, in this process only; any other warning still shows). Once `dg dev`
+    works here, this returns `["dg", "dev", "--port", str(port)]`.
+    """
+    quiet = ["-W", "ignore:Function `dev_command` is superseded:Warning"]
+    return [sys.executable, *quiet, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)]
 
 
 def run_dev(warehouse_root: Path, port: int, live: bool = False) -> int:
+    """Until Ctrl-C or SIGTERM (then 0), or until `dagster dev` exits by itself (its exit code)."""
+    # In this process too: the instance's settings read their storage folder from DAGSTER_HOME (the
+    # recovery below opens it), and `zenskar-pipeline dev` may be run without the Makefile setting it.
+    dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_DAGSTER_HOME.resolve())))
     env = dict(os.environ, TZ="UTC")
-    dagster_home = Path(env.setdefault("DAGSTER_HOME", str(PROJECT_DAGSTER_HOME.resolve())))
     dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile("dagster.yaml", dagster_home / "dagster.yaml")
+    write_instance_settings(dagster_home, replace=True)  # make dev runs on the project's current settings
     if port_in_use(port):
         print(f"Port {port} is taken (another `make dev`?): stop it, or use `zenskar-pipeline dev --port N`")
         return 1
     recover_runs(dagster_home)
     server = None
-    live_writer: subprocess.Popen[bytes] | None = None
-    if live and env.get("DATABRICKS_SERVER_HOSTNAME"):
-        print("--live writes to the local warehouse only, and DATABRICKS_SERVER_HOSTNAME is set: not started")
-    if not env.get("DATABRICKS_SERVER_HOSTNAME"):
-        server = serve_demo_warehouse(warehouse_root, env)
-    try:
-        # The code location loads from the discovery cache: refresh it first, so the UI shows today's tables.
-        discovered = subprocess.call([sys.executable, "-m", "zenskar_pipeline.cli", "discover"], env=env)
-        if discovered != 0:
-            return discovered
-        if live and server is not None:
-            live_writer = _start_live_writer(warehouse_root, env)
-        command = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)]
-        return subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        if live_writer is not None:
-            _stop_live_writer(live_writer)
-        if server is not None:
-            server.stop()
+    children: list[Child] = []
+    with StopSignals() as stop:
+        try:
+            if live and env.get("DATABRICKS_SERVER_HOSTNAME"):
+                print("--live writes to the local warehouse only; DATABRICKS_SERVER_HOSTNAME is set: ignored")
+            if not env.get("DATABRICKS_SERVER_HOSTNAME"):
+                server = serve_demo_warehouse(warehouse_root, env)
+            if stop.received is not None:
+                return 0
+            # The code location loads from the discovery cache: refresh it first, so the UI shows today's
+            # tables (one line here; `zenskar-pipeline discover` lists their columns).
+            command = [sys.executable, "-m", "zenskar_pipeline.cli", "discover", "--summary"]
+            children.append(Child.start("discover", command, env))
+            discovered = stop.wait_for(children[-1])
+            if discovered is None or discovered != 0:
+                return discovered or 0  # stopped meanwhile, or discover said why it failed
+            if live and server is not None:
+                children.append(_start_live_writer(warehouse_root, env))
+            # SIGINT, as a Ctrl-C in a terminal sends it to the whole group: dagster dev and its webserver,
+            # daemon and code server each shut down on it.
+            dagster = Child.start("dagster dev", dagster_dev_command(port), env, stop_signal=signal.SIGINT)
+            children.append(dagster)
+            print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C or SIGTERM stops everything)", flush=True)
+            exited = stop.wait_for(dagster)
+            return 0 if exited is None else exited
+        finally:
+            if any(child.running() for child in children):
+                names = ", ".join(child.name for child in children if child.running())
+                print(f"Stopping {names} (at most {STOP_TIMEOUT_SECONDS:g} s) ...", flush=True)
+            for name in stop_children(children, STOP_TIMEOUT_SECONDS):
+                print(f"{name} did not stop within {STOP_TIMEOUT_SECONDS:g} s: killed", flush=True)
+            if server is not None:
+                server.stop()
 
 
 def serve_demo_warehouse(warehouse_root: Path, env: dict[str, str]) -> LocalWarehouse:
@@ -91,19 +124,9 @@ def recover_runs(dagster_home: Path) -> None:
             )
 
 
-def _start_live_writer(warehouse_root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _start_live_writer(warehouse_root: Path, env: dict[str, str]) -> Child:
     """`seed-demo --live` on the root just served, as its own process: its writes do not compete with the
-    warehouse's threads for this process's interpreter, and its lines go to this terminal."""
+    warehouse's threads for this process's interpreter, and its lines go to this terminal. SIGTERM stops
+    it after the version under way."""
     command = [sys.executable, "-m", "zenskar_pipeline.cli", "warehouse", "seed-demo"]
-    return subprocess.Popen([*command, "--root", str(warehouse_root), "--live"], env=env)
-
-
-def _stop_live_writer(live_writer: subprocess.Popen[bytes]) -> None:
-    """SIGTERM lets the version under way finish (a Ctrl-C in the terminal has sent it SIGINT already)."""
-    if live_writer.poll() is None:
-        live_writer.send_signal(signal.SIGTERM)
-    try:
-        live_writer.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        live_writer.kill()
-        live_writer.wait()
+    return Child.start("the live writer", [*command, "--root", str(warehouse_root), "--live"], env)
