@@ -18,7 +18,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import zenskar_pipeline
 from zenskar_devtools.process_groups import Child, StopSignals, stop_children
+from zenskar_pipeline.config import CONFIG_ENV, config_path
 from zenskar_pipeline.runner import write_instance_settings
 
 if TYPE_CHECKING:
@@ -30,23 +32,26 @@ STOP_TIMEOUT_SECONDS = 30.0
 
 
 def dagster_dev_command(port: int) -> list[str]:
-    """The command that serves the UI, the daemon and the code server of workspace.yaml on `port`.
-
-    Dagster 1.13 warns at each start that `dagster dev` is superseded by `dg dev`, which needs the project to
-    be a dg project. Until it is, that warning gives a `make dev` user nothing to do, so this one warning is
-    filtered by its message (`-W`, in this process only; any other warning still shows). Once `dg dev`
-    works here, this returns `["dg", "dev", "--port", str(port)]`.
-    """
-    quiet = ["-W", "ignore:Function `dev_command` is superseded:Warning"]
-    return [sys.executable, *quiet, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)]
+    """The command that serves the UI, the daemon and the code location on `port`: `dg dev` on the project's
+    component (`zenskar_pipeline/components/`), which reads the streams file of `ZENSKAR_PIPELINE_CONFIG`
+    and the discovery cache `discover` has just refreshed. Without the project around the installed package
+    (a wheel), `dagster dev` on `workspace.yaml`, the same definitions through `definitions.py`."""
+    project = Path(zenskar_pipeline.__file__).resolve().parents[1]
+    if (project / "pyproject.toml").is_file() and (project / "zenskar_pipeline/components").is_dir():
+        dg = str(Path(sys.executable).with_name("dg"))
+        return [dg, "dev", "--port", str(port), "--target-path", str(project), "--use-active-venv"]
+    return [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(port)]
 
 
 def run_dev(warehouse_root: Path, port: int, live: bool = False) -> int:
-    """Until Ctrl-C or SIGTERM (then 0), or until `dagster dev` exits by itself (its exit code)."""
+    """Until Ctrl-C or SIGTERM (then 0), or until `dg dev` exits by itself (its exit code)."""
     # In this process too: the instance's settings read their storage folder from DAGSTER_HOME (the
     # recovery below opens it), and `zenskar-pipeline dev` may be run without the Makefile setting it.
     dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_DAGSTER_HOME.resolve())))
-    env = dict(os.environ, TZ="UTC")
+    # One streams file for discover and the code location, whatever folder `dg dev` serves the project from;
+    # `dg dev --use-active-venv` runs the code location in this environment.
+    env = dict(os.environ, TZ="UTC", VIRTUAL_ENV=sys.prefix)
+    env[CONFIG_ENV] = str(config_path(env))
     dagster_home.mkdir(parents=True, exist_ok=True)
     write_instance_settings(dagster_home, replace=True)  # make dev runs on the project's current settings
     if port_in_use(port):
@@ -72,9 +77,9 @@ def run_dev(warehouse_root: Path, port: int, live: bool = False) -> int:
                 return discovered or 0  # stopped meanwhile, or discover said why it failed
             if live and server is not None:
                 children.append(_start_live_writer(warehouse_root, env))
-            # SIGINT, as a Ctrl-C in a terminal sends it to the whole group: dagster dev and its webserver,
-            # daemon and code server each shut down on it.
-            dagster = Child.start("dagster dev", dagster_dev_command(port), env, stop_signal=signal.SIGINT)
+            # SIGINT, as a Ctrl-C in a terminal sends it to the whole group: dg dev and its webserver, daemon
+            # and code server each shut down on it.
+            dagster = Child.start("dg dev", dagster_dev_command(port), env, stop_signal=signal.SIGINT)
             children.append(dagster)
             print(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C or SIGTERM stops everything)", flush=True)
             exited = stop.wait_for(dagster)

@@ -13,6 +13,7 @@ attributes:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from dagster.components.component_scaffolding import scaffold_component
 from dagster_shared.serdes.objects.models.defs_state_info import DefsStateManagementType
 from pydantic import PrivateAttr
 
-from zenskar_pipeline.config import PipelineConfig
+from zenskar_pipeline.config import CONFIG_ENV, PipelineConfig, config_path
 from zenskar_pipeline.defs.build import build_definitions
 from zenskar_pipeline.state import StateMissingError, load_newest_state
 from zenskar_pipeline.streams import load_config
@@ -74,8 +75,11 @@ class StreamsComponent(dg.StateBackedComponent, dg.Model, dg.Resolvable):
 
     @property
     def streams_path(self) -> Path:
-        """The streams file; a relative `streams_file` is relative to the project root (else the working
-        directory, for a component built in Python)."""
+        """The streams file: `ZENSKAR_PIPELINE_CONFIG` when set, as for every command (so that `dg dev` loads
+        the file `discover` refreshed), else `streams_file`; a relative `streams_file` is relative to the
+        project root (else the working directory, for a component built in Python)."""
+        if os.environ.get(CONFIG_ENV):
+            return config_path()
         return (self._project_root or Path.cwd()) / Path(self.streams_file).expanduser()
 
     def load_config(self) -> PipelineConfig:
