@@ -108,13 +108,14 @@ def local_warehouse(root: Path) -> Iterator[dict[str, Any]]:
 
 
 def cli_environment(folder: Path, info: dict[str, Any]) -> dict[str, str]:
-    """A project folder's Dagster home (`folder/.dagster_home` with the repository's `dagster.yaml`) and the
-    environment a user's shell has for `zenskar-pipeline` there against the served warehouse."""
+    """A project folder's Dagster home (`folder/.dagster_home` with the local instance's `dagster.yaml`) and
+    the environment a user's shell has for `zenskar-pipeline` there against the served warehouse."""
     from zenskar_devtools.local_warehouse.server import ConnectionInfo
+    from zenskar_pipeline.runner import LOCAL_INSTANCE_SETTINGS
 
     home = folder / ".dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(__file__).resolve().parents[1] / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(LOCAL_INSTANCE_SETTINGS, home / "dagster.yaml")
     served = ("server_hostname", "port", "http_path", "access_token", "tls_ca_file")
     connection = ConnectionInfo(**{key: info[key] for key in served}, client_id="", client_secret="")
     return {**os.environ, **connection.env(), "DAGSTER_HOME": str(home), "TZ": "UTC"}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
 import sys
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -90,7 +88,12 @@ _CONFIG_OPTION = click.option(
 
 @main.command()
 @_CONFIG_OPTION
-def discover(config_file: Path | None) -> None:
+@click.option(
+    "--summary",
+    is_flag=True,
+    help="Print one line (how many tables, where the cache went) instead of every table's columns.",
+)
+def discover(config_file: Path | None, summary: bool) -> None:
     """List the tables the streams file selects, with columns and a suggested cursor and key, and refresh
     the cached discovery that the code location loads."""
     import time
@@ -105,7 +108,7 @@ def discover(config_file: Path | None) -> None:
         streams = resolve_streams(config, found.tables, allow_missing_cursor=True)
     except ConfigError:
         streams = []  # validate_streams, below, says why
-    for stream in streams:
+    for stream in [] if summary else streams:
         table = found.get(stream.name)
         if table is not None:
             _echo_table(table, stream)
@@ -117,9 +120,6 @@ def discover(config_file: Path | None) -> None:
         validate_streams(config, found, allow_missing_cursor=True)
     except ConfigError as error:
         _fail(str(error))
-
-
-_REQUIRED_CONNECTION = ("DATABRICKS_SERVER_HOSTNAME", "DATABRICKS_HTTP_PATH")
 
 
 def _load_config(config_file: Path | None) -> PipelineConfig:
@@ -134,29 +134,12 @@ def _load_config(config_file: Path | None) -> PipelineConfig:
 
 def _discover_and_save(config: PipelineConfig) -> DiscoveredCatalog:
     """Discover the tables `config` selects and refresh the cache; exits with the reason when it cannot."""
-    from zenskar_pipeline.databricks import DatabricksConnectionError, DatabricksResource
-    from zenskar_pipeline.databricks.discovery import discover_tables
-    from zenskar_pipeline.state import save_state
+    from zenskar_pipeline.databricks.refresh import DiscoveryError, refresh_discovery
 
-    missing = [name for name in _REQUIRED_CONNECTION if not os.environ.get(name)]
-    if missing:
-        _fail(
-            f"set {', '.join(missing)} (and DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID with "
-            "DATABRICKS_CLIENT_SECRET); for the local warehouse, source <state-dir>/connection.env"
-        )
-    # The connector logs each failed request at ERROR level, which Python prints to stderr when nothing is
-    # configured; the error below already says what failed and which setting to check, so those lines
-    # would only break the one-line message. A logging configuration of the user's still receives them.
-    logging.getLogger("databricks.sql").addHandler(logging.NullHandler())
     try:
-        with DatabricksResource.resolved_from_env().session() as session:
-            found = discover_tables(session, config)
-    except DatabricksConnectionError as error:
-        _fail(f"cannot discover tables: {error}")
-    except Exception as error:  # the warehouse refused a statement: permissions, a stopped warehouse
-        _fail(f"cannot discover tables: {type(error).__name__}: {error}")
-    save_state(found, config.state_path)
-    return found
+        return refresh_discovery(config)
+    except DiscoveryError as error:
+        _fail(str(error))
 
 
 def _fail(message: str) -> NoReturn:
@@ -218,7 +201,8 @@ def sync(
 
     A partitioned stream runs as one single-run backfill: `--partition KEY`, `--from KEY --to KEY`, or by
     default the whole range from its `start` to the latest partition. Unpartitioned streams run whole. Runs
-    go to the Dagster instance in $DAGSTER_HOME when that folder exists, else to a temporary one.
+    go to the Dagster instance in $DAGSTER_HOME when that folder exists (given the local instance's
+    dagster.yaml when it has none), else to a temporary one.
     """
     from zenskar_pipeline import runner
 

@@ -13,6 +13,7 @@ import datetime as dt
 import fnmatch
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -85,6 +86,7 @@ class StreamResult:
     rows_written: int
     seconds: float
     error: str | None = None  # one line, no traceback
+    materialized: int = 0  # partitions the run recorded (a change feed's first run: every one it snapshot)
 
     @property
     def ok(self) -> bool:
@@ -157,14 +159,23 @@ POSTGRES_VARIABLES = (
 )
 
 
+# The settings of a local instance (SQLite under DAGSTER_HOME, telemetry off, the run queue's limits): what
+# `make dev` runs on, and what a DAGSTER_HOME without a dagster.yaml gets. Without one, Dagster would print a
+# warning that the file is missing and a notice about telemetry at the first command.
+LOCAL_INSTANCE_SETTINGS = Path(__file__).with_name("dagster.yaml")
+INSTANCE_SETTINGS_FILE = "dagster.yaml"  # the one name Dagster reads in DAGSTER_HOME
+
+
 @contextmanager
 def dagster_instance(home: str | None = None) -> Iterator[dg.DagsterInstance]:
-    """The instance of `DAGSTER_HOME` when it names an existing folder, else a temporary one;
-    `InstanceUnavailable` when that instance's storage cannot be reached or its settings are wrong."""
+    """The instance of `DAGSTER_HOME` when it names an existing folder (given the local instance's settings
+    when it has none), else a temporary one; `InstanceUnavailable` when that instance's storage cannot be
+    reached or its settings are wrong."""
     home = home if home is not None else os.environ.get("DAGSTER_HOME")
     if home and Path(home).is_dir():
         os.environ["DAGSTER_HOME"] = str(Path(home).resolve())
         try:
+            write_instance_settings(Path(home), replace=False)
             # Dagster retries a PostgreSQL it cannot reach for about 20 s, logging each try: probe it first.
             _probe_postgres(Path(home) / "dagster.yaml")
             instance = dg.DagsterInstance.get()
@@ -175,6 +186,15 @@ def dagster_instance(home: str | None = None) -> Iterator[dg.DagsterInstance]:
     else:
         with dg.DagsterInstance.ephemeral() as instance:
             yield instance
+
+
+def write_instance_settings(home: Path, *, replace: bool) -> Path:
+    """The local instance's settings written to `home`'s dagster.yaml (kept when there is one, unless
+    `replace`); returns the file."""
+    settings = home / INSTANCE_SETTINGS_FILE
+    if replace or not settings.exists():
+        shutil.copyfile(LOCAL_INSTANCE_SETTINGS, settings)
+    return settings
 
 
 def _probe_postgres(settings: Path) -> None:
@@ -247,13 +267,15 @@ def run_plan(defs: dg.Definitions, plan: Plan, instance: dg.DagsterInstance) -> 
             redact(f"{type(error).__name__}: {first_line(error, default='unknown error')}"),
         )
     read = written = 0
-    for event in result.get_asset_materialization_events():
+    events = result.get_asset_materialization_events()
+    for event in events:
         data = event.step_materialization_data
         metadata = data.materialization.metadata if data is not None else {}
         read += _int(metadata.get("rows_read"))
         written += _int(metadata.get("rows_written"))
     failure = None if result.success else _failure(result)
-    return StreamResult(plan.stream.name, plan.label, read, written, time.monotonic() - started, failure)
+    seconds = time.monotonic() - started
+    return StreamResult(plan.stream.name, plan.label, read, written, seconds, failure, len(events))
 
 
 def copy_key(defs: dg.Definitions, stream: ResolvedStream) -> dg.AssetKey:

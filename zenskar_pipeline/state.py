@@ -37,8 +37,8 @@ class StateError(Exception):
 
 
 class StateMissingError(StateError):
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"no discovered tables at {path}; run {DISCOVER}", path)
+    def __init__(self, path: Path, message: str | None = None) -> None:
+        super().__init__(message or f"no discovered tables at {path}; run {DISCOVER}", path)
 
 
 class StateCorruptError(StateError):
@@ -93,6 +93,17 @@ def load_state(path: Path) -> DiscoveredCatalog:
         return _catalog_from_json(data)
     except _Malformed as error:
         raise StateCorruptError(path, str(error)) from None
+
+
+def load_newest_state(path: Path, *others: Path | None) -> DiscoveredCatalog:
+    """The most recent discovery among `path` and `others` that exist (by `discovered_at`): the Dagster
+    component's state and the cache `zenskar-pipeline discover` writes are the same file format, and whichever
+    command ran last wrote the newer one. `StateMissingError` for `path` when none exists; a file that exists
+    but cannot be read is an error, never skipped."""
+    found = [load_state(candidate) for candidate in (path, *others) if candidate and candidate.exists()]
+    if not found:
+        raise StateMissingError(path)
+    return max(found, key=lambda catalog: catalog.discovered_at)
 
 
 def _catalog_to_json(catalog: DiscoveredCatalog) -> dict[str, Any]:

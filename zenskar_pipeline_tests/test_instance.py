@@ -1,4 +1,5 @@
-"""The Dagster instance settings in dagster.yaml, as Dagster reads them."""
+"""The Dagster instance settings, the local instance's (zenskar_pipeline/dagster.yaml) and production's
+(deploy/dagster.yaml), as Dagster reads them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import dagster as dg
 import pytest
 
 from zenskar_pipeline.defs import STREAM_TAG, WAREHOUSE_POOL
+from zenskar_pipeline.runner import LOCAL_INSTANCE_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,7 +19,7 @@ def test_one_run_per_stream_and_a_bounded_warehouse_pool(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # dagster.yaml keeps its storage under DAGSTER_HOME
-    shutil.copyfile(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    shutil.copyfile(LOCAL_INSTANCE_SETTINGS, tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         settings = instance.get_concurrency_config()
         limits = settings.run_queue_config.tag_concurrency_limits if settings.run_queue_config else []
@@ -26,7 +28,19 @@ def test_one_run_per_stream_and_a_bounded_warehouse_pool(
         assert WAREHOUSE_POOL == "databricks_warehouse"
 
 
-@pytest.mark.parametrize("settings", ["dagster.yaml", "deploy/dagster.yaml"])
+def test_the_local_instance_sends_no_telemetry_and_runs_print_info_and_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    shutil.copyfile(LOCAL_INSTANCE_SETTINGS, tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert not instance.telemetry_enabled
+        # the level of a run's console logger when its config names none (devtools/tests/test_dev.py
+        # watches what a run launched in `make dev` prints)
+        assert instance.python_log_level == "INFO"
+
+
+@pytest.mark.parametrize("settings", ["zenskar_pipeline/dagster.yaml", "deploy/dagster.yaml"])
 def test_runs_are_watched_retried_and_free_their_slots(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: str
 ) -> None:

@@ -3,6 +3,7 @@ warehouse, and the demo, in process, with small tables."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -10,11 +11,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import dagster as dg
 import pytest
 from deltalake import DeltaTable
 
 from zenskar_devtools.demo import run_demo
+from zenskar_devtools.local_warehouse.seed import demo_start
 from zenskar_devtools.local_warehouse.server import LocalWarehouse
+from zenskar_pipeline.runner import LOCAL_INSTANCE_SETTINGS
 from zenskar_pipeline_tests.test_defs.conftest import CUSTOMERS, EVENTS, source_tables
 
 CLI = [sys.executable, "-m", "zenskar_pipeline.cli"]
@@ -89,6 +93,25 @@ def test_sync_lands_everything_then_nothing_new(project: Project) -> None:
     assert project.landed("usage_events") == 6 and project.landed("customers") == 2
 
 
+def test_sync_on_an_empty_dagster_home_prints_no_first_run_banner_and_keeps_its_run(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = project.folder / "dagster_home"
+    home.mkdir()
+    project.env["DAGSTER_HOME"] = str(home)
+    result = project.run("sync", "--select", CUSTOMERS)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "No dagster instance configuration file" not in output
+    assert "Telemetry" not in output and "Welcome to Dagster" not in output
+    assert project.landed("customers") == 2
+    # The folder is now a local instance like make dev's: its settings written, the run kept there.
+    assert (home / "dagster.yaml").read_text() == LOCAL_INSTANCE_SETTINGS.read_text()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the settings keep the storage under DAGSTER_HOME
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert [run.status for run in instance.get_runs()] == [dg.DagsterRunStatus.SUCCESS]
+
+
 def test_sync_one_partition_a_range_and_a_selection(project: Project) -> None:
     one = project.run("sync", "--select", "*.usage_events", "--partition", "2026-01-02")
     assert one.returncode == 0, one.stderr
@@ -156,6 +179,7 @@ def test_the_demo_lands_every_demo_stream(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("ZENSKAR_PIPELINE_DESTINATION", raising=False)
     monkeypatch.delenv("ZENSKAR_PIPELINE_STATE", raising=False)
+    monkeypatch.delenv("ZENSKAR_DEMO_START", raising=False)  # the demo sets it: restored afterwards
     assert run_demo(tmp_path / "wh", rows=2000, config_file=tmp_path / "streams.yaml", dagster_home="") == 0
     out = capsys.readouterr().out
     for table in ("main/billing/usage_events", "main/billing/customers", "main/metering/compute_hours"):
@@ -163,3 +187,13 @@ def test_the_demo_lands_every_demo_stream(
         assert DeltaTable(str(copy)).to_pyarrow_table().num_rows > 0
         assert str(copy) in out
     assert "make dev" in out
+    # The partitions start where the seeded data does, and the demo says what it filled and how to fill
+    # the rest: the change feed's first run snapshots every partition; compute hours ran its last 7 days.
+    start = os.environ["ZENSKAR_DEMO_START"]
+    assert start == demo_start(tmp_path / "wh")
+    days = (dt.datetime.now(dt.UTC).date() - dt.date.fromisoformat(start)).days + 1
+    assert f"main.billing.usage_events: {days} of {days} partitions filled ({start}.." in out
+    assert f"main.metering.compute_hours: 7 of {days} partitions filled ({start}.." in out
+    assert "main.billing.customers: copied whole" in out
+    before = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=7)).isoformat()
+    assert f"zenskar-pipeline sync --select main.metering.compute_hours --from {start} --to {before}" in out

@@ -3,6 +3,7 @@ streams file checked against what discovery found."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -17,6 +18,7 @@ from zenskar_pipeline.state import (
     FORMAT_VERSION,
     StateCorruptError,
     StateMissingError,
+    load_newest_state,
     load_state,
     save_state,
 )
@@ -88,6 +90,23 @@ def test_write_is_atomic(found: DiscoveredCatalog, tmp_path: Path, monkeypatch: 
     assert [Path(target) for _, target in renames] == [path]  # the new file went through a rename
     assert path.read_bytes() == before  # the old one is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["discovery.json"]  # no temporary file left
+
+
+def test_the_newest_of_the_component_state_and_the_cache_is_read(
+    found: DiscoveredCatalog, tmp_path: Path
+) -> None:
+    """`dg utils refresh-defs-state` writes both files, `zenskar-pipeline discover` only the cache: whichever
+    ran last wins, and a missing file is no error while the other exists."""
+    cache, component_state = tmp_path / "discovery.json", tmp_path / "state"
+    later = dataclasses.replace(found, discovered_at=found.discovered_at + dt.timedelta(minutes=5), tables={})
+    save_state(found, cache)
+    assert load_newest_state(cache, component_state) == found
+    save_state(later, component_state)
+    assert load_newest_state(cache, component_state) == later
+    save_state(dataclasses.replace(found, discovered_at=later.discovered_at + dt.timedelta(minutes=5)), cache)
+    assert load_newest_state(cache, component_state).tables == found.tables
+    with pytest.raises(StateMissingError):
+        load_newest_state(tmp_path / "none.json", None)
 
 
 def test_missing_state_says_to_run_discover(tmp_path: Path) -> None:

@@ -1,30 +1,39 @@
 """`make demo`: seed the bundled local warehouse, serve it, discover the demo streams, sync every one of them
 through Dagster into Delta copies, and show what landed.
 
+The streams' partitions start where the seeded data starts (`ZENSKAR_DEMO_START`, see streams.yaml).
 Partitioned streams run as one single-run backfill of their last `DEMO_PARTITIONS` partitions, unpartitioned
-ones whole. Runs go to the project's Dagster instance (`DAGSTER_HOME`, `.dagster_home` from the Makefile),
-created with the project's `dagster.yaml` when missing, so that `make dev` shows them afterwards; without
-`DAGSTER_HOME` they go to a temporary instance.
+ones whole; the demo then says, per stream, how many partitions are filled (a change-feed stream's first run
+snapshots every one) and how to fill the rest.
+
+Runs go to the project's Dagster instance (`DAGSTER_HOME`, `.dagster_home` from the Makefile), created with
+the local instance's settings when missing, so that `make dev` shows them afterwards; without `DAGSTER_HOME`
+they go to a temporary instance.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 from deltalake import DeltaTable
 
-from zenskar_devtools.local_warehouse.seed import seed_demo
+from zenskar_devtools.local_warehouse.seed import DEMO_START_ENV, demo_start, seed_demo
 from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline import runner
+from zenskar_pipeline.config import ResolvedStream
 from zenskar_pipeline.databricks import DatabricksResource
 from zenskar_pipeline.databricks.discovery import discover_tables
 from zenskar_pipeline.defs import build_definitions
 from zenskar_pipeline.destinations import DeltaDestinationResource
 from zenskar_pipeline.state import save_state
 from zenskar_pipeline.streams import load_config, validate_streams
+from zenskar_pipeline.sync.calendar import PartitionCalendar
 
 DEMO_ROOT = Path("data/warehouse")
 DEMO_CONFIG = Path("streams.yaml")
@@ -38,11 +47,13 @@ def run_demo(
     dagster_home: str | None = None,
 ) -> int:
     started = time.monotonic()
-    config = load_config(config_file)
     if root.exists():
         shutil.rmtree(root)
     print(f"Seeding the demo tables under {root} ...")
     seed_demo(root, rows=rows)
+    os.environ[DEMO_START_ENV] = demo_start(root)  # a fresh seed: its own start
+    print(f"The seeded data starts on {os.environ[DEMO_START_ENV]}: the streams' partitions start there")
+    config = load_config(config_file)
     server = LocalWarehouse(root)
     info = server.start()
     print(f"Local warehouse on https://{info.server_hostname}:{info.port}{info.http_path}\n")
@@ -67,19 +78,33 @@ def run_demo(
         home = dagster_home if dagster_home is not None else _project_dagster_home()
         with runner.dagster_instance(home) as instance:
             results = runner.run_streams(defs, plans, instance, on_start=_start, on_finish=_finish)
-        print()
-        for line in runner.summary_lines(results):
-            print(line)
-        print()
-        for stream in streams:
-            _show_copy(stream.name, stream.destination_uri)
+            print()
+            for line in runner.summary_lines(results):
+                print(line)
+            print()
+            for stream in streams:
+                _show_copy(stream.name, stream.destination_uri)
+            filled = [_filled(instance, defs, stream) for stream in streams]
     finally:
         server.stop()
     failed = [r for r in results if not r.ok]
     for result in failed:
         print(f"{result.stream}: {result.error}")
+    print("What landed:")
+    for copy in filled:
+        print(f"  {copy.text}")
+    missing = [copy for copy in filled if copy.missing]
+    if missing:
+        print(
+            "\nTo fill the rest: `make dev`, open http://127.0.0.1:3000, then an asset's page: Materialize, "
+            'choose the missing partitions ("Missing" selects them), Launch backfill. Or from the command '
+            "line:"
+        )
+        for copy in missing:
+            first, last = copy.missing[0], copy.missing[-1]
+            print(f"  zenskar-pipeline sync --select {copy.stream} --from {first} --to {last}")
     print(
-        f"Demo finished in {time.monotonic() - started:.0f} s. Next: `make dev` serves these tables and "
+        f"\nDemo finished in {time.monotonic() - started:.0f} s. Next: `make dev` serves these tables and "
         "opens the Dagster UI (http://127.0.0.1:3000), where the demo's runs and copies are listed; "
         "`make dev LIVE=1` also keeps writing new versions of the usage events, and the sensor "
         "delta_version_sensor runs the partitions they change; "
@@ -89,28 +114,62 @@ def run_demo(
 
 
 def _project_dagster_home() -> str | None:
-    """`DAGSTER_HOME`, created with the project's dagster.yaml when missing; None when unset."""
+    """`DAGSTER_HOME`, created when missing (the runner gives it the local instance's settings); None when
+    unset."""
     home = os.environ.get("DAGSTER_HOME")
     if not home:
         return None
-    folder = Path(home)
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "dagster.yaml").exists() and Path("dagster.yaml").exists():
-        shutil.copyfile("dagster.yaml", folder / "dagster.yaml")
-    return str(folder)
+    Path(home).mkdir(parents=True, exist_ok=True)
+    return home
+
+
+@dataclass(frozen=True)
+class Filled:
+    """What a stream's copy holds after the demo, as the UI shows it: its partitions materialized."""
+
+    stream: str
+    text: str
+    missing: tuple[str, ...] = ()  # partition keys not materialized yet, oldest first (contiguous or not)
+
+
+def _filled(instance: dg.DagsterInstance, defs: dg.Definitions, stream: ResolvedStream) -> Filled:
+    key = runner.copy_key(defs, stream)
+    try:
+        rows = DeltaTable(stream.destination_uri).count()
+    except Exception:  # nothing landed (a failed stream)
+        rows = 0
+    spec = stream.settings.partitions
+    if spec is None:
+        done = instance.get_latest_materialization_event(key) is not None
+        return Filled(
+            stream.name, f"{stream.name}: {'copied whole' if done else 'not copied'}, {rows:,} rows"
+        )
+    keys = list(PartitionCalendar(spec, None, dt.datetime.now(dt.UTC)).keys())
+    materialized = instance.get_materialized_partitions(key)
+    missing = tuple(k for k in keys if k not in materialized)
+    text = (
+        f"{stream.name}: {len(keys) - len(missing)} of {len(keys)} partitions filled "
+        f"({keys[0]}..{keys[-1]}), {rows:,} rows"
+    )
+    return Filled(stream.name, text, missing)
 
 
 def _start(plan: runner.Plan) -> None:
-    print(f"-> {plan.stream.name}: {plan.label}", flush=True)
+    print(f"-> {plan.stream.name}: runs {plan.label}", flush=True)
 
 
 def _finish(plan: runner.Plan, result: runner.StreamResult) -> None:
     status = "" if result.ok else "  FAILED"
+    rate = f"{result.rows_per_second:,.0f} rows/s"
     print(
         f"   {result.rows_written:,} rows written ({result.rows_read:,} read) in {result.seconds:.1f} s, "
-        f"{result.rows_per_second:,.0f} rows/s{status}",
+        f"{rate}{status}",
         flush=True,
     )
+    if plan.keys and result.materialized > len(plan.keys):
+        print(
+            f"   into {result.materialized} partitions: a change feed's first run snapshots the whole table"
+        )
 
 
 def _show_copy(name: str, uri: str) -> None:

@@ -1,10 +1,14 @@
 """Reading the streams file: which file (`ZENSKAR_PIPELINE_CONFIG`, else ./streams.yaml), and YAML errors
 that name the file and line. A key written twice in one mapping is an error, not a silent overwrite.
+`${env:NAME}` in a value is the environment variable NAME (`${env:NAME:-default}`: `default` when unset or
+empty), so that one file serves several deployments; an unset variable without a default is an error naming
+it. (`${SOURCE_NAMESPACE}`, without `env:`, is the destination's own placeholder, left as it is.)
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -68,7 +72,52 @@ def load_config(
         data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
     except yaml.YAMLError as error:
         raise ConfigError([_yaml_problem(error)], path) from None
+    problems: list[Problem] = []
+    data = expand_variables(data, env, problems)
+    if problems:
+        raise ConfigError(problems, path)
     return parse_config(data, rules=rules, path=path, env=env)
+
+
+_VARIABLE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_variables(
+    data: object, env: Mapping[str, str], problems: list[Problem], where: str = "top level"
+) -> object:
+    """`data` with `${env:NAME}` and `${env:NAME:-default}` in its text values replaced from `env`; each unset
+    variable without a default adds a problem naming the setting that uses it."""
+    if isinstance(data, dict):
+        return {
+            key: expand_variables(value, env, problems, _path(where, str(key))) for key, value in data.items()
+        }
+    if isinstance(data, list):
+        return [expand_variables(value, env, problems, f"{where}[{i}]") for i, value in enumerate(data)]
+    if not isinstance(data, str) or "${env:" not in data:
+        return data
+
+    def value(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        found = env.get(name)
+        if found:
+            return found
+        if default is not None:
+            return default
+        problems.append(
+            Problem(
+                "environment",
+                where,
+                f"${{env:{name}}} is not set",
+                f"set the variable {name}, give a default (${{env:{name}:-value}}) or write the value",
+            )
+        )
+        return match.group(0)
+
+    return _VARIABLE.sub(value, data)
+
+
+def _path(where: str, key: str) -> str:
+    return key if where == "top level" else f"{where}.{key}"
 
 
 def _yaml_problem(error: yaml.YAMLError) -> Problem:

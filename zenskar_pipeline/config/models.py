@@ -188,6 +188,7 @@ class StreamSettings:
     partitions: PartitionSpec | None = None  # None: one unpartitioned asset
     schedule: str | None = None  # a cron string Dagster accepts
     lookback: int = 0
+    freshness: dt.timedelta | None = None  # late in Dagster when the copy is older than this; None: no policy
 
     def referenced_columns(self) -> dict[str, tuple[str, ...]]:
         """Columns this stream names, by key, for checks against the source's columns."""

@@ -44,7 +44,8 @@ SETTING_KEYS = tuple(field.name for field in dataclasses.fields(StreamSettings))
 STREAM_KEYS = ("table", *SETTING_KEYS)
 PARTITION_KEYS = ("field", "granularity", "start", "timezone", "include_current")
 COLUMN_KEYS = ("include", "exclude")
-NULLABLE = ("cursor_field", "primary_key", "schedule", "partitions")  # null: unset, also over a default
+# null: unset, also over a default
+NULLABLE = ("cursor_field", "primary_key", "schedule", "partitions", "freshness")
 
 
 class _Problems:
@@ -161,6 +162,7 @@ def _settings(problems: _Problems, where: str, raw: Mapping[str, Any]) -> dict[s
         "deletes": lambda v: values.enum_value(v, Deletes, "a deletes choice"),
         "schedule": values.cron,
         "lookback": values.lookback,
+        "freshness": values.freshness,
     }
     parsed: dict[str, Any] = {}
     for key, value in raw.items():

@@ -51,10 +51,20 @@ def boolean(value: object) -> bool:
     raise Invalid(f"{value!r} is not a boolean", "write true or false (unquoted)")
 
 
+MAX_NAME_LENGTH = 255  # Unity Catalog's limit for a name
+
+
 def column(value: object) -> str:
-    if isinstance(value, str) and value.strip():
-        return value
-    raise Invalid(f"{value!r} is not a column name", "write the column's name as a string")
+    """A column name as the source spells it: any text Unity Catalog allows (Unicode, spaces, dots,
+    backticks, keywords), as every statement quotes it; only what no name can be is refused, as
+    `databricks.sql_text.quote_identifier` refuses it."""
+    fix = "write the column's name as the source spells it, quoted in YAML when it holds : # or a quote"
+    if not isinstance(value, str) or not value:
+        raise Invalid(f"{value!r} is not a column name", fix)
+    if len(value) > MAX_NAME_LENGTH or "\x00" in value:
+        shown = repr(value[:40]) + ("..." if len(value) > 40 else "")
+        raise Invalid(f"{shown} is not a column name (at most {MAX_NAME_LENGTH} characters, no NUL)", fix)
+    return value
 
 
 def columns(value: object, *, allow_one: bool = False) -> tuple[str, ...]:
@@ -82,6 +92,23 @@ def duration(value: object) -> dt.timedelta:
         )
     days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
     return dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def freshness(value: object) -> dt.timedelta:
+    """How old a copy may get before Dagster shows it late: a duration of at least a minute (Dagster's
+    freshness checks measure no finer)."""
+    try:
+        window = duration(value)
+    except Invalid:
+        raise Invalid(
+            f"{value!r} is not a duration", "write how old the copy may get, such as 30m, 2h or 1d"
+        ) from None
+    if window < dt.timedelta(minutes=1):
+        raise Invalid(
+            f"{value!r} is under a minute, finer than Dagster checks freshness",
+            "write 1m or more, such as 2h, or remove freshness",
+        )
+    return window
 
 
 def cron(value: object) -> str:

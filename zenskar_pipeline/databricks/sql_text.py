@@ -1,7 +1,10 @@
-"""What goes into Databricks SQL text: quoted, validated identifiers and native (bound) parameter values.
+"""What goes into Databricks SQL text: quoted identifiers and native (bound) parameter values.
 
-Names are the only thing ever pasted into a statement, and only after `quote_identifier` has checked them;
-values never are: they travel as the connector's typed parameters next to `:name` markers.
+Names are the only thing ever pasted into a statement, and always through `quote_identifier`: in backticks,
+a backtick inside doubled, so that any name Unity Catalog allows (Unicode, spaces, dots, keywords, quotes)
+reads as that one name and cannot change a statement's meaning. Names are quoted, not restricted: only what
+Databricks itself refuses is refused. Values are never pasted: they travel as the connector's typed
+parameters next to `:name` markers, whose names are ours and stay plain.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from databricks.sql.parameters.native import (
     dbsql_parameter_from_primitive,
 )
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MARKER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a `:name` parameter marker
 _MAX_IDENTIFIER_LENGTH = 255  # Unity Catalog's limit for catalog, schema, table and column names
 
 ParameterValue = (
@@ -32,21 +35,38 @@ class InvalidIdentifierError(ValueError):
 
 
 def quote_identifier(name: str) -> str:
-    """`name` in backticks, after checking it is a plain identifier (letters, digits, `_`; no leading digit).
+    """`name` as a Databricks delimited identifier: in backticks, each backtick inside doubled
+    (`` we`ird `` -> `` `we``ird` ``). Any character is kept as it is, so the statement reads the column the
+    source spells that way.
 
-    Anything else (spaces, dots, backticks, quotes, semicolons) is refused rather than escaped, so that no
-    configured or discovered name can change a statement's meaning.
+    Raises `InvalidIdentifierError` only for what no Unity Catalog name can be: not a string, empty, longer
+    than 255 characters, holding a NUL character (which ends text in the layers under the connector), or
+    not encodable as UTF-8 (a lone surrogate).
     """
-    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name) or len(name) > _MAX_IDENTIFIER_LENGTH:
-        raise InvalidIdentifierError(
-            f"{name!r} is not a valid identifier: use letters, digits and '_' only, not starting with a "
-            f"digit, at most {_MAX_IDENTIFIER_LENGTH} characters"
-        )
-    return f"`{name}`"
+    problem = _identifier_problem(name)
+    if problem is not None:
+        raise InvalidIdentifierError(f"{name!r} cannot be a Unity Catalog name: {problem}")
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _identifier_problem(name: object) -> str | None:
+    if not isinstance(name, str):
+        return "it is not text"
+    if not name:
+        return "it is empty"
+    if len(name) > _MAX_IDENTIFIER_LENGTH:
+        return f"it is {len(name)} characters long, and names are at most {_MAX_IDENTIFIER_LENGTH}"
+    if "\x00" in name:
+        return "it holds a NUL character"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it is not valid Unicode text (a lone surrogate)"
+    return None
 
 
 def quote_table(catalog: str, schema: str, table: str) -> str:
-    """A three-part table name, each part checked and quoted: `` `main`.`billing`.`usage_events` ``."""
+    """A three-part table name, each part quoted: `` `main`.`billing`.`usage_events` ``."""
     return ".".join(quote_identifier(part) for part in (catalog, schema, table))
 
 
@@ -59,7 +79,7 @@ def native_parameters(values: Mapping[str, ParameterValue]) -> list[DbsqlParamet
     """
     parameters: list[DbsqlParameterBase] = []
     for name, value in values.items():
-        if not _IDENTIFIER.fullmatch(name):
+        if not _MARKER.fullmatch(name):
             raise InvalidIdentifierError(f"parameter name {name!r} is not a valid marker name (:{name})")
         if isinstance(value, DbsqlParameterBase):
             named = copy.copy(value)

@@ -16,8 +16,9 @@ The incremental range is spelled out in one function, `read_at_version` (as dlt'
   rows whose partition field is NULL or outside every window (`before` / `after`), so that "nothing new"
   still costs one statement.
 
-Names are validated and quoted by `sql_text`; values travel as native parameters. Versions are ints written
-as literals: Databricks' time travel and `table_changes` take literals, not parameter markers.
+Names are quoted by `sql_text` (any name Unity Catalog allows); values travel as native parameters.
+Versions are ints written as literals: Databricks' time travel and `table_changes` take literals, not
+parameter markers.
 """
 
 from __future__ import annotations
@@ -258,6 +259,22 @@ def buckets_from_cursor(
     )
 
 
+def buckets_in_range(
+    table: TableName,
+    version: int,
+    bucket_sql: str,
+    field_sql: str,
+    start: ParameterValue,
+    end: ParameterValue,
+) -> Statement:
+    """Rows at `version` with `start <= partition field < end`, counted per bucket of the partition field."""
+    return Statement(
+        f"SELECT {bucket_sql} AS bucket, count(*) AS n FROM {_table(table)} VERSION AS OF {int(version)} "
+        f"WHERE {field_sql} >= :start AND {field_sql} < :end GROUP BY 1",
+        {"start": start, "end": end},
+    )
+
+
 def buckets_of_changes(table: TableName, first: int, last: int, bucket_sql: str) -> Statement:
     """Changes of versions `first..last`, pre-images too, counted per bucket of the partition field."""
     return Statement(
@@ -289,5 +306,9 @@ def _columns(columns: Sequence[str]) -> str:
 
 
 def _changes(table: TableName, first: int, last: int) -> str:
-    # The quoted name goes inside a string literal: quoted names hold no single quote (sql_text refuses it).
-    return f"table_changes('{_table(table)}', {int(first)}, {int(last)})"
+    # The quoted name goes inside a string literal: `TableName` holds letters, digits and underscores only,
+    # so no quote or backslash can end the literal early.
+    quoted = _table(table)
+    if "'" in quoted or "\\" in quoted:
+        raise ValueError(f"{table} cannot be named inside table_changes('...')")
+    return f"table_changes('{quoted}', {int(first)}, {int(last)})"

@@ -75,6 +75,8 @@ def stream_asset(
     spec = translator.copy_spec(stream, table).replace_attributes(skippable=True)
     key = spec.key
     specs = checks.check_specs(stream, key)
+    # Every partition's materialization shows the copy's columns: known from discovery, so no Delta read.
+    column_schema = spec.metadata["dagster/column_schema"]
 
     @dg.multi_asset(
         name=key.to_python_identifier(),
@@ -116,13 +118,20 @@ def stream_asset(
                     context.log.warning(f"{stream.name}: {report.note}")
             reported = reported_partitions(context, key, reports)
             landed = copy.row_counts([r.partition for r in reported if r.partition is not None] or None)
+            run_figures = run_metadata(reports)
             for report in reported:
                 yield dg.AssetMaterialization(
                     asset_key=key,
                     partition=report.partition,
-                    metadata=report_metadata(report, stream, landed.get(report.partition, 0)),
+                    metadata={
+                        **report_metadata(report, stream, landed.get(report.partition, 0)),
+                        "dagster/column_schema": column_schema,
+                        **run_figures,
+                    },
                 )
-            yield from checks.check_results(key, outcomes)
+            yield from checks.check_results(
+                context, key, outcomes, context.partition_keys if partitioned else ()
+            )
 
     return sync_stream
 
@@ -171,7 +180,6 @@ def is_rebuild(context: dg.AssetExecutionContext) -> bool:
 def report_metadata(report: PartitionReport, stream: ResolvedStream, copy_rows: int) -> dict[str, Any]:
     """What one partition's materialization shows: `dagster/row_count` is the rows the copy's partition
     holds after the run (from the Delta log); `rows_written` what this run wrote there."""
-    rate = report.rows_read / report.seconds if report.seconds > 0 else 0.0
     metadata: dict[str, Any] = {
         "dagster/row_count": copy_rows,
         "dagster/uri": stream.destination_uri,
@@ -184,14 +192,25 @@ def report_metadata(report: PartitionReport, stream: ResolvedStream, copy_rows: 
         "destination_version": report.destination_version,
         "cursor_before": _cursor(report.cursor_before),
         "cursor_after": _cursor(report.cursor_after),
-        "seconds": round(report.seconds, 3),
-        "rows_per_second": round(rate, 1),
     }
     if report.synced_through is not None:
         metadata["synced_through_version"] = report.synced_through
     if report.note:
         metadata["note"] = report.note
     return metadata
+
+
+def run_metadata(reports: list[PartitionReport]) -> dict[str, Any]:
+    """The run's time, on each partition it reports: a range run reads its windows in one statement and
+    lands them in one commit, so no partition has a time of its own; `run_rows_per_second` is every row
+    the run read over that time."""
+    seconds = max((report.seconds for report in reports), default=0.0)
+    rows = sum(report.rows_read for report in reports)
+    return {
+        "run_seconds": round(seconds, 3),
+        "run_partitions": len(reports),
+        "run_rows_per_second": round(rows / seconds, 1) if seconds > 0 else 0.0,
+    }
 
 
 def _cursor(value: Any) -> Any:

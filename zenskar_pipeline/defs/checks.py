@@ -1,13 +1,16 @@
 """Asset checks evaluated in the sync step itself: the checks the stream's sync mode promises
 (`SyncStrategy.checks`), answered from what the run reported and verified (`SyncStrategy.verify`).
 
-Dagster gives the check evaluations of a range run no partition, so each check is evaluated once per run,
-its metadata naming the partitions it covers.
+Dagster plans a partitioned run's checks once per partition of its range, but an `AssetCheckResult` of a
+range run carries no partition: answered that way, each partition's planned evaluation ends "Skipped" beside
+one answer for no partition. So a partitioned run answers every check for each partition it covered, as an
+`AssetCheckEvaluation` naming the partition (the per-partition answer where the check has one, else the
+run's answer about the whole copy).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -48,15 +51,38 @@ def last_outcomes(
     return outcomes
 
 
-def check_results(key: dg.AssetKey, outcomes: Sequence[checks.CheckOutcome]) -> list[dg.AssetCheckResult]:
-    """One evaluation per outcome, as an error when it fails."""
-    return [
-        dg.AssetCheckResult(
-            asset_key=key,
-            check_name=outcome.name,
-            passed=outcome.passed,
-            severity=dg.AssetCheckSeverity.ERROR,
-            metadata=outcome.metadata,
-        )
-        for outcome in outcomes
-    ]
+def check_results(
+    context: dg.AssetExecutionContext,
+    key: dg.AssetKey,
+    outcomes: Sequence[checks.CheckOutcome],
+    partitions: Sequence[str] = (),
+) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation | dg.Output[None]]:
+    """The checks' answers, as errors when they fail: one per check for an unpartitioned run, one per check
+    and partition of `partitions` for a partitioned one (with the check's output, which an
+    `AssetCheckResult` would have carried)."""
+    if not partitions:
+        for outcome in outcomes:
+            yield dg.AssetCheckResult(
+                asset_key=key,
+                check_name=outcome.name,
+                passed=outcome.passed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata=outcome.metadata,
+            )
+        return
+    selected = context.selected_asset_check_keys
+    for outcome in outcomes:
+        check_key = dg.AssetCheckKey(key, outcome.name)
+        if check_key not in selected:
+            continue
+        for partition in partitions:
+            answer = outcome.for_partition(partition)
+            yield dg.AssetCheckEvaluation(
+                asset_key=key,
+                check_name=outcome.name,
+                passed=answer.passed,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata=answer.metadata,
+                partition=partition,
+            )
+        yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(check_key))

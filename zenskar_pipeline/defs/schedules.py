@@ -41,14 +41,53 @@ class ScheduleGroup:
 
     @property
     def base_name(self) -> str:
-        """`schedule_<granularity>_<cron>`, the cron spelled with `x` for `*` and `_` for the rest."""
-        cron = re.sub(r"[^A-Za-z0-9]+", "_", self.cron.replace("*", "x")).strip("_")
-        return f"schedule_{self.granularity or 'whole'}_{cron}"
+        """`<granularity>_copies_<when>`: `daily_copies_hourly_at_15`, `unpartitioned_copies_daily_at_0300`,
+        `hourly_copies_every_15_minutes`, `daily_copies_weekly_on_mon_to_fri_at_0615` (see `cron_words`)."""
+        return f"{self.granularity or 'unpartitioned'}_copies_{cron_words(self.cron)}"
 
     @property
     def digest(self) -> str:
         text = f"{self.cron}|{self.granularity}|{self.start}|{self.timezone}|{self.end_offset}"
         return hashlib.sha1(text.encode()).hexdigest()[:6]
+
+
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def cron_words(cron: str) -> str:
+    """A cron as a name: `15 * * * *` is `hourly_at_15`, `*/15 * * * *` `every_15_minutes`, `0 3 * * *`
+    `daily_at_0300`, `15 6 * * 1-5` `weekly_on_mon_to_fri_at_0615`, `0 0 1 * *` `monthly_on_day_1_at_0000`;
+    any other cron is spelled out, `*` as `x` and other punctuation as `_` (`cron_0_x_x_x_x_x`)."""
+    fields = cron.split()
+    if len(fields) == 5:
+        minute, hour, day, month, weekday = fields
+        if minute.isdigit() and hour == day == month == weekday == "*":
+            return f"hourly_at_{int(minute):02d}"
+        step = re.fullmatch(r"\*/(\d+)", minute)
+        if step and hour == day == month == weekday == "*":
+            return f"every_{step.group(1)}_minutes"
+        if minute.isdigit() and hour.isdigit() and month == "*":
+            at = f"at_{int(hour):02d}{int(minute):02d}"
+            days = _weekdays(weekday)
+            if day == weekday == "*":
+                return f"daily_{at}"
+            if day == "*" and days is not None:
+                return f"weekly_on_{days}_{at}"
+            if day.isdigit() and weekday == "*":
+                return f"monthly_on_day_{int(day)}_{at}"
+    return "cron_" + re.sub(r"[^A-Za-z0-9]+", "_", cron.replace("*", "x")).strip("_")
+
+
+def _weekdays(field: str) -> str | None:
+    """`1-5` as `mon_to_fri`, `1,3` as `mon_wed`, `sat` as `sat`; None for what this does not spell."""
+    words = []
+    for part in field.lower().split(","):
+        ends = part.split("-")
+        if len(ends) > 2 or not all((end.isdigit() and int(end) <= 7) or end in _DAYS for end in ends):
+            return None
+        names = [_DAYS[int(end)] if end.isdigit() else end for end in ends]
+        words.append("_to_".join(names))
+    return "_".join(words)
 
 
 def stream_schedules(
@@ -92,5 +131,5 @@ def _schedule(
         target=dg.AssetSelection.assets(*keys.values()),
         execution_fn=run,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"Latest partition plus lookback of: {shown}.",
+        description=f"At `{group.cron}` ({group.timezone}), the latest partition plus lookback of: {shown}.",
     )

@@ -1,4 +1,8 @@
-"""The SQL conditions of the Delta writes, with every identifier quoted and every value escaped."""
+"""The SQL conditions of the Delta writes, with every identifier quoted and every value escaped.
+
+delta-rs parses these with DataFusion's SQL parser, which reads a backtick-quoted name with a backtick
+inside doubled, so any column name Unity Catalog allows can be named here.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +33,13 @@ def newer_and_different(cursor_field: str | None) -> str:
 
 def quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
+
+
+def every_column(names: Sequence[str]) -> dict[str, str]:
+    """Each target column `t.name` set from `s.name`: what `when_matched_update_all` and
+    `when_not_matched_insert_all` do, spelled out because delta-rs 1.6.6 builds their expressions without
+    doubling a backtick inside a name (a column such as ``we`ird`` fails to parse)."""
+    return {quote(name): f"s.{quote(name)}" for name in names}
 
 
 def in_list(column: str, values: Sequence[str]) -> str:

@@ -377,7 +377,7 @@ class DeltaDestination(Destination):
             merger = merge_into(
                 table, rows, matched, app_transaction=app_transaction, merge_schema=bool(prepared.plan.added)
             )
-            return merger.when_not_matched_insert_all().execute()
+            return merger.when_not_matched_insert(conditions.every_column(rows.column_names)).execute()
 
         return self.commit_merge(
             rows, prepared.plan, merge, by_partition=True, app_transaction=app_transaction
@@ -436,8 +436,8 @@ class DeltaDestination(Destination):
                     app_transaction=app_transaction,
                     merge_schema=bool(prepared.plan.added),
                 )
-                .when_matched_update_all(update_when)
-                .when_not_matched_insert_all()
+                .when_matched_update(conditions.every_column(rows.column_names), update_when)
+                .when_not_matched_insert(conditions.every_column(rows.column_names))
                 .execute()
             )
 
@@ -485,8 +485,8 @@ class DeltaDestination(Destination):
                 table.alter.add_columns([Field.from_arrow(field) for field in missing])
             return (
                 merge_into(table, rows, matched, app_transaction=app_transaction)
-                .when_matched_update_all(f"({changed})")
-                .when_not_matched_insert_all()
+                .when_matched_update(conditions.every_column(rows.column_names), f"({changed})")
+                .when_not_matched_insert(conditions.every_column(rows.column_names))
                 .execute()
             )
 

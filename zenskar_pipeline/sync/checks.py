@@ -7,6 +7,9 @@ glue in `defs/checks.py` turns them into asset checks). Each strategy says which
   count from its Delta log (soft-deleted rows left out where the copy keeps them).
 - `primary_key_unique`: no key value held by two rows of the copy.
 Every run is checked, also one that found nothing new: Dagster expects each declared check to be answered.
+A check with an answer per partition (rows outside windows, a full refresh's row count) carries it in
+`CheckOutcome.partitions`; the others (a key held twice, a change-feed copy's count) are properties of the
+whole copy, the same answer for every partition the run covered.
 A check that reads the copy (its keys) answers from its last evaluation when the copy's Delta version is the
 one that evaluation read (`copy_version` in its metadata): a run that wrote nothing reads nothing, and a copy
 edited by hand has a new version, so it is read again.
@@ -14,7 +17,7 @@ edited by hand has a new version, so it is read again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +37,16 @@ class CheckSpec:
 
 @dataclass(frozen=True)
 class CheckOutcome:
+    """A check's answer for a run; `partitions`: its answer for each partition, when it has one per
+    partition (a partition missing there gets the run's answer)."""
+
     name: str
     passed: bool
     metadata: dict[str, Any] = field(default_factory=dict)
+    partitions: dict[str, CheckOutcome] = field(default_factory=dict)
+
+    def for_partition(self, key: str) -> CheckOutcome:
+        return self.partitions.get(key, self)
 
 
 OUTSIDE_WINDOWS = CheckSpec(
@@ -53,6 +63,7 @@ UNIQUE_KEY = CheckSpec("primary_key_unique", "No primary key value is held by tw
 
 
 def outside_windows(reports: Sequence[PartitionReport]) -> CheckOutcome:
+    """Rows each partition's read found outside every window (counted where the read was made)."""
     skipped = {report.partition or "": report.skipped_outside_windows for report in reports}
     total = sum(skipped.values())
     return CheckOutcome(
@@ -62,6 +73,11 @@ def outside_windows(reports: Sequence[PartitionReport]) -> CheckOutcome:
             "rows_outside_windows": total,
             "by_partition": {k: v for k, v in skipped.items() if v},
             "partitions": [k for k in skipped if k],
+        },
+        {
+            key: CheckOutcome(OUTSIDE_WINDOWS.name, n == 0, {"rows_outside_windows": n})
+            for key, n in skipped.items()
+            if key
         },
     )
 
@@ -97,6 +113,55 @@ def row_count(
             "source_version": version,
             "partitions": [w.key for w in windows] if windows else "all",
         },
+    )
+
+
+def row_count_by_window(
+    session: DatabricksSession,
+    source: TableName,
+    version: int,
+    copy_rows: Mapping[str | None, int],
+    *,
+    field_sql: str,
+    bucket_sql: str,
+    calendar: PartitionCalendar,
+    windows: Sequence[Window],
+) -> CheckOutcome:
+    """The source's rows at `version` in each of `windows` (one statement, grouped by buckets of the
+    partition field mapped to keys as the reader maps rows) against the copy's rows per partition."""
+    counted: dict[str, int] = dict.fromkeys((w.key for w in windows), 0)
+    if windows:
+        start, end = calendar.bound(windows[0].start), calendar.bound(windows[-1].end)
+        statement = statements.buckets_in_range(source, version, bucket_sql, field_sql, start, end)
+        buckets = session.query_table(statement)
+        located = calendar.locate(buckets.column("bucket"))
+        for key, outside, n in zip(
+            located.keys.to_pylist(),
+            located.outside.to_pylist(),
+            buckets.column("n").to_pylist(),
+            strict=True,
+        ):
+            if key in counted and not outside:
+                counted[key] += int(n)
+    per_partition = {
+        key: CheckOutcome(
+            ROW_COUNT.name,
+            n == copy_rows.get(key, 0),
+            {"source_rows": n, "copy_rows": copy_rows.get(key, 0), "source_version": version},
+        )
+        for key, n in counted.items()
+    }
+    source_rows, landed = sum(counted.values()), sum(copy_rows.get(key, 0) for key in counted)
+    return CheckOutcome(
+        ROW_COUNT.name,
+        all(outcome.passed for outcome in per_partition.values()),
+        {
+            "source_rows": source_rows,
+            "copy_rows": landed,
+            "source_version": version,
+            "partitions": list(counted),
+        },
+        per_partition,
     )
 
 

@@ -31,10 +31,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from databricks.sql.exc import ServerOperationError
 
-from zenskar_pipeline.config import OnMissingHistory
+from zenskar_pipeline.config import OnMissingHistory, ResolvedStream
 from zenskar_pipeline.databricks import statements
 from zenskar_pipeline.databricks.statements import CHANGE_TYPE, COMMIT_TIMESTAMP, COMMIT_VERSION
-from zenskar_pipeline.destinations import PARTITION, SOURCE_VERSION, AppTransaction, WriteResult
+from zenskar_pipeline.destinations import PARTITION, SOURCE_VERSION, AppTransaction, Destination, WriteResult
 from zenskar_pipeline.destinations.landing import count_values
 from zenskar_pipeline.errors import first_line
 from zenskar_pipeline.sync.calendar import PartitionCalendar
@@ -131,6 +131,11 @@ class ChangeFeedStrategy(SyncStrategy):
         return feed.run.destination.replace(
             rows, None, source_version=version, app_transaction=feed.transaction(version)
         )
+
+    def holds_whole_table(self, stream: ResolvedStream, destination: Destination, version: int) -> bool:
+        """The copy is synced through `version` or later."""
+        synced = destination.transaction_version(app_id(stream.name))
+        return synced is not None and synced >= version
 
     def requested(self, look: Look) -> Requested:
         synced = None

@@ -328,11 +328,15 @@ def changed_partitions(
     now: dt.datetime,
 ) -> Requested:
     """What `version` of the stream's table asks to sync; `since` is the version seen before (None: the
-    table's first sight, or a table that went back in time). Unpartitioned: the whole table; partitioned:
-    what the stream's sync mode asks for (`SyncStrategy.requested`), keys outside the partitions
-    definition dropped."""
+    table's first sight, or a table that went back in time). Unpartitioned: the whole table, unless at first
+    sight the copy already holds it as of `version` (a run made before the sensor first looked, such as the
+    demo's); partitioned: what the stream's sync mode asks for (`SyncStrategy.requested`), keys outside the
+    partitions definition dropped."""
     found = stream_calendar(stream, table, now)
     if found is None:
+        strategy = strategy_for(stream.settings)
+        if since is None and strategy.holds_whole_table(stream, destination, version):
+            return Requested(reason=f"first sight: the copy already holds version {version}")
         return Requested(whole=True, reason="unpartitioned: the whole table")
     field, calendar = found
     look = Look(session, stream, table, destination, calendar, field, since, version)

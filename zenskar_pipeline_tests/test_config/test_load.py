@@ -29,8 +29,39 @@ from zenskar_pipeline_tests.test_config.streams_files import (
 # --- the demo file ----------------------------------------------------------------------------------------
 
 
+def test_the_demo_file_starts_where_the_environment_says() -> None:
+    """`make demo` and `make dev` set ZENSKAR_DEMO_START to the day the seeded data starts; without it the
+    file does not load, and the error names the variable and the settings that use it."""
+    later = load_config(REPO / "streams.yaml", env={"ZENSKAR_DEMO_START": "2026-10-02"})
+    assert {s.settings.partitions.start_key for s in later.streams if s.settings.partitions} == {"2026-10-02"}
+    with pytest.raises(ConfigError) as raised:
+        load_config(REPO / "streams.yaml", env={})
+    message = str(raised.value)
+    assert "environment: streams[0].partitions.start: ${env:ZENSKAR_DEMO_START} is not set" in message
+    assert "streams[2].partitions.start" in message and "set the variable ZENSKAR_DEMO_START" in message
+
+
+def test_variables_in_any_value_with_defaults(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        destination:
+          uri: ${env:COPIES:-out}/copies
+          namespace: raw_${SOURCE_NAMESPACE}
+        streams:
+          - table: main.billing.${env:TABLE}
+            sync_mode: full_refresh
+        """,
+    )
+    config = load_config(path, env={"TABLE": "usage_events"})
+    assert config.destination.uri == str(tmp_path / "out" / "copies")
+    assert config.destination.namespace.pattern == "raw_${SOURCE_NAMESPACE}"  # the destination's own
+    assert [s.table for s in config.streams] == ["main.billing.usage_events"]
+    assert load_config(path, env={"TABLE": "t", "COPIES": "/lake"}).destination.uri == "/lake/copies"
+
+
 def test_demo_streams_file_loads() -> None:
-    config = load_config(REPO / "streams.yaml", env={})
+    config = load_config(REPO / "streams.yaml", env={"ZENSKAR_DEMO_START": "2026-09-01"})
 
     assert config.destination.uri == str(REPO / "data" / "destination")
     assert config.state_path == REPO / ".zenskar-pipeline" / "discovery.json"
@@ -161,7 +192,7 @@ def test_every_problem_is_listed_in_one_error(tmp_path: Path) -> None:
 def test_entries_that_are_not_mappings(tmp_path: Path) -> None:
     assert problems_of(tmp_path, "destination: {uri: out}\nstreams:\n  - main.billing.usage_events\n") == [
         "streams[0]: value: expected a mapping of table, sync_mode, cursor_field, cursor_lag, primary_key, "
-        "change_feed, on_missing_history, deletes, columns, partitions, schedule, lookback, got "
+        "change_feed, on_missing_history, deletes, columns, partitions, schedule, lookback, freshness, got "
         "'main.billing.usage_events'; write key: value lines"
     ]
     assert problems_of(tmp_path, "") == [

@@ -112,6 +112,24 @@ STREAM = "stream main.billing.usage_events"
             id="duration-without-unit",
         ),
         pytest.param(
+            "sync_mode: full_refresh\nfreshness: soon",
+            f"{STREAM}: freshness: 'soon' is not a duration; write how old the copy may get, such as 30m, 2h "
+            "or 1d",
+            id="freshness-not-a-duration",
+        ),
+        pytest.param(
+            "sync_mode: full_refresh\nfreshness: -2h",
+            f"{STREAM}: freshness: '-2h' is not a duration; write how old the copy may get, such as 30m, 2h "
+            "or 1d",
+            id="negative-freshness",
+        ),
+        pytest.param(
+            "sync_mode: full_refresh\nfreshness: 30s",
+            f"{STREAM}: freshness: '30s' is under a minute, finer than Dagster checks freshness; write 1m or "
+            "more, such as 2h, or remove freshness",
+            id="freshness-under-a-minute",
+        ),
+        pytest.param(
             "sync_mode: full_refresh\nschedule: '0 * * *'",
             f"{STREAM}: schedule: '0 * * *' is not a cron schedule; write five fields 'minute hour "
             "day-of-month month day-of-week', such as '15 * * * *'",
@@ -382,3 +400,31 @@ def test_a_table_listed_twice_is_refused(tmp_path: Path) -> None:
         "stream main.billing.usage_events: table: listed twice (streams[0] and streams[1]); keep one entry "
         "per table"
     ]
+
+
+def test_any_column_name_unity_catalog_allows_is_accepted(tmp_path: Path) -> None:
+    # YAML: quote a name holding `: `, ` #`, a leading backtick or quote; a dot or space needs no quotes.
+    settings = """
+        sync_mode: incremental_append_deduped
+        cursor_field: order
+        primary_key: [número, "we`ird"]
+        columns: {exclude: ["e-mail, (private)", 'say "hi"', a.b]}
+        partitions: {field: with space, granularity: daily, start: "2026-01-01"}
+    """
+    stream = load(tmp_path, one_stream(settings)).streams[0].settings
+    assert stream.cursor_field == "order"
+    assert stream.primary_key == ("número", "we`ird")
+    assert stream.columns is not None and stream.columns.exclude == ("e-mail, (private)", 'say "hi"', "a.b")
+    assert stream.partitions is not None and stream.partitions.field == "with space"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ('""', "'' is not a column name"),
+        ("x" * 256, "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'... is not a column name (at most 255"),
+    ],
+)
+def test_only_names_no_column_can_have_are_refused(tmp_path: Path, name: str, expected: str) -> None:
+    (problem,) = problems_of(tmp_path, one_stream(f"sync_mode: incremental_append\ncursor_field: {name}"))
+    assert problem.startswith(f"{STREAM}: cursor_field: {expected}")

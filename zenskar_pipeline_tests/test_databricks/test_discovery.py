@@ -251,11 +251,12 @@ def test_type_families(full_data_type: str, family: TypeFamily) -> None:
 
 
 # -- the command ---------------------------------------------------------------------------------------------
-def run_discover(warehouse: LocalWarehouse, config: Path) -> subprocess.CompletedProcess[str]:
+def run_discover(warehouse: LocalWarehouse, config: Path, *options: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "ZENSKAR_PIPELINE_"))}
     env.update(warehouse.info.env())
     assert env["DATABRICKS_TLS_CA_FILE"]
     command = [str(Path(sys.executable).with_name("zenskar-pipeline")), "discover", "--config", str(config)]
+    command.extend(options)
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -284,6 +285,24 @@ def test_discover_command_prints_suggestions_and_writes_state(source: LocalWareh
     state = tmp_path / ".zenskar-pipeline" / "discovery.json"
     assert "with 3 statement(s)" in out  # one catalog
     assert f"wrote {state}" in out
+    assert list(load_state(state).tables) == [USAGE, READINGS]
+
+
+def test_discover_summary_is_one_line_and_writes_the_same_cache(
+    source: LocalWarehouse, tmp_path: Path
+) -> None:
+    config = tmp_path / "streams.yaml"
+    config.write_text(
+        "destination: {uri: out}\n"
+        "streams:\n"
+        "  - {table: zdisc.billing.usage_events, sync_mode: incremental_append, cursor_field: updated_at}\n"
+        "  - {table: zdisc.metering.*, sync_mode: full_refresh}\n"
+    )
+    result = run_discover(source, config, "--summary")
+    assert result.returncode == 0, result.stderr
+    state = tmp_path / ".zenskar-pipeline" / "discovery.json"
+    (line,) = result.stdout.splitlines()
+    assert line.startswith("Discovered 2 table(s) in 1 catalog(s)") and line.endswith(f"wrote {state}")
     assert list(load_state(state).tables) == [USAGE, READINGS]
 
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
-from zenskar_pipeline.config import ResolvedStream
+from zenskar_pipeline.config import Deletes, ResolvedStream, StreamSettings, SyncMode, TableName
 from zenskar_pipeline.defs import STREAM_TAG, WAREHOUSE_POOL, StreamTranslator, build_definitions
+from zenskar_pipeline.defs.translator import system_columns
 from zenskar_pipeline.state import save_state
 from zenskar_pipeline.streams import load_config
-from zenskar_pipeline_tests.test_defs.conftest import Project, write_streams
+from zenskar_pipeline_tests.test_defs.conftest import EVENTS, Project, write_streams
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS_KEY = dg.AssetKey(["zenskar", "zdefs", "billing", "usage_events"])
@@ -43,6 +46,53 @@ def test_keys_groups_kinds_and_descriptions(project: Project) -> None:
     assert columns[:5] == ["event_id", "customer_id", "event_time", "quantity", "updated_at"]
     customer_columns = [c.name for c in specs[CUSTOMERS_KEY].metadata["dagster/column_schema"].columns]
     assert "email" not in customer_columns
+
+
+def test_table_names_and_column_schemas_of_source_and_copy(project: Project) -> None:
+    specs = _specs(build_definitions(project.config, project.state, databricks=project.databricks))
+    source = specs[dg.AssetKey(["databricks", "zdefs", "billing", "customers"])]
+    assert source.metadata["dagster/table_name"] == "zdefs.billing.customers"
+    source_columns = source.metadata["dagster/column_schema"].columns
+    assert [(c.name, c.type) for c in source_columns] == [
+        ("customer_id", "string"),
+        ("email", "string"),  # the source has it; the copy leaves it out
+        ("plan", "string"),
+    ]
+    copy = specs[CUSTOMERS_KEY]
+    uri = str(project.destination / "zdefs/billing/customers")
+    assert copy.metadata["dagster/table_name"] == f"delta.`{uri}`"
+    assert [(c.name, c.type) for c in copy.metadata["dagster/column_schema"].columns] == [
+        ("customer_id", "string"),
+        ("plan", "string"),
+        ("_zenskar_source_version", "bigint"),
+        ("_zenskar_synced_at", "timestamp"),
+    ]
+    events = [c.name for c in specs[EVENTS_KEY].metadata["dagster/column_schema"].columns]
+    assert events[5:] == [
+        "_zenskar_partition",
+        "_zenskar_source_version",
+        "_zenskar_synced_at",
+        "_zenskar_content_hash",
+    ]
+    readings = [c.name for c in specs[READINGS_KEY].metadata["dagster/column_schema"].columns]
+    assert readings[2:] == [
+        "_zenskar_partition",
+        "_zenskar_source_version",
+        "_zenskar_synced_at",
+        "_zenskar_row_id",
+    ]
+
+
+def test_freshness_becomes_a_time_window_policy_on_the_copy(project: Project, tmp_path: Path) -> None:
+    text = write_streams(tmp_path).read_text()
+    with_freshness = text.replace(f"  - table: {EVENTS}\n", f"  - table: {EVENTS}\n    freshness: 1h30m\n")
+    (tmp_path / "streams.yaml").write_text(with_freshness)
+    config = load_config(tmp_path / "streams.yaml", env={})
+    specs = _specs(build_definitions(config, project.state, databricks=project.databricks))
+    assert specs[EVENTS_KEY].freshness_policy == dg.FreshnessPolicy.time_window(
+        fail_window=dt.timedelta(hours=1, minutes=30)
+    )
+    assert specs[CUSTOMERS_KEY].freshness_policy is None  # no freshness: no policy
 
 
 def test_partitions_policies_pool_and_tags(project: Project) -> None:
@@ -135,3 +185,31 @@ def test_a_missing_cache_says_to_run_discover(tmp_path: Path) -> None:
     shown = result.stdout + result.stderr
     assert "StateMissingError: no discovered tables at" in shown
     assert "run `zenskar-pipeline discover`" in shown
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (StreamSettings(SyncMode.FULL_REFRESH), []),
+        (StreamSettings(SyncMode.INCREMENTAL_APPEND), ["_zenskar_row_id"]),
+        (StreamSettings(SyncMode.INCREMENTAL_APPEND, primary_key=("id",)), []),
+        (
+            StreamSettings(SyncMode.INCREMENTAL_APPEND, primary_key=("id",), change_feed=True),
+            ["_zenskar_row_id", "_zenskar_change_type"],
+        ),
+        (StreamSettings(primary_key=("id",)), ["_zenskar_content_hash"]),
+        (
+            StreamSettings(primary_key=("id",), change_feed=True, deletes=Deletes.SOFT),
+            ["_zenskar_content_hash", "_zenskar_deleted"],
+        ),
+        (
+            StreamSettings(SyncMode.HISTORY, primary_key=("id",)),
+            ["_zenskar_content_hash", "_zenskar_valid_from", "_zenskar_valid_to", "_zenskar_is_current"],
+        ),
+    ],
+)
+def test_each_mode_lists_the_system_columns_it_writes(settings: StreamSettings, expected: list[str]) -> None:
+    """As the reference's System columns table says (unpartitioned: no `_zenskar_partition`)."""
+    stream = ResolvedStream(TableName("main", "billing", "t"), settings, "/copies/t", "main/billing", "t")
+    names = [name for name, _, _ in system_columns(stream)]
+    assert names == ["_zenskar_source_version", "_zenskar_synced_at", *expected]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
+import pytest
 from deltalake import DeltaTable, write_deltalake
 
 from zenskar_pipeline.defs import OUTSIDE_WINDOWS, build_definitions
@@ -51,7 +52,8 @@ def test_one_partition_lands_its_rows_and_reports_them(project: Project) -> None
     assert report["cursor_before"] is None
     assert report["cursor_after"] == "2026-01-02T05:00:00+00:00"
     assert isinstance(report["source_version"], int)
-    assert report["seconds"] >= 0 and report["rows_per_second"] >= 0
+    assert report["run_seconds"] > 0 and report["run_partitions"] == 1
+    assert report["run_rows_per_second"] == pytest.approx(2 / report["run_seconds"], rel=0.05)
     landed = _landed(project, "zdefs/billing/usage_events")
     assert sorted(row["event_id"] for row in landed) == ["b1", "b2"]
     checks = {check.check_name: check for check in result.get_asset_check_evaluations()}
@@ -78,6 +80,13 @@ def test_a_single_run_range_reports_each_partition_on_its_own(project: Project) 
     assert len(_landed(project, "zdefs/billing/usage_events")) == 6
     # Dagster's own record agrees: one materialization per partition, each with its own count.
     assert len(result.get_asset_materialization_events()) == 3
+    # One read and one commit for the range: its time is the run's, said so on each partition, with the
+    # rate of all 6 rows over it (not each partition's rows over the whole run's time).
+    (run_seconds,) = {r["run_seconds"] for r in reports.values()}
+    (rate,) = {r["run_rows_per_second"] for r in reports.values()}
+    assert {r["run_partitions"] for r in reports.values()} == {3}
+    assert rate == pytest.approx(6 / run_seconds, rel=0.05)  # the figures are rounded
+    assert all("seconds" not in r and "rows_per_second" not in r for r in reports.values())
 
 
 def test_nothing_new_lands_nothing_and_says_so(project: Project) -> None:
@@ -143,3 +152,20 @@ def test_a_run_that_wrote_nothing_answers_the_key_check_without_reading_the_copy
     edited = unique_key_check()
     assert not edited.passed and edited.metadata["reused"].value is False
     assert edited.metadata["duplicate_keys"].value == 1
+
+
+def test_each_materialization_shows_the_columns_the_copy_landed(project: Project) -> None:
+    """`dagster/column_schema` per partition (and on the spec) lists exactly the landed Delta table's
+    columns: the selected source columns and the system columns of the stream's sync mode."""
+    defs = build_definitions(project.config, project.state, databricks=project.databricks)
+    specs = {spec.key: spec for spec in defs.resolve_all_asset_specs()}
+    for key, path, scope in (
+        (EVENTS_KEY, "zdefs/billing/usage_events", {"partition_key": "2026-01-01"}),
+        (CUSTOMERS_KEY, "zdefs/billing/customers", {}),
+    ):
+        result = _materialize(project, key, **scope)
+        assert result.success
+        landed = DeltaTable(str(project.destination / path)).schema().to_arrow().names
+        for report in _by_partition(result).values():
+            assert [column.name for column in report["dagster/column_schema"].columns] == landed
+        assert [column.name for column in specs[key].metadata["dagster/column_schema"].columns] == landed

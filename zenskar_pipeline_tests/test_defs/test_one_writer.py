@@ -1,6 +1,6 @@
-"""One writer per stream on an instance with storage (the project's dagster.yaml, SQLite): a run that does not
-go through the run queue (as `zenskar-pipeline sync` runs) waits while another run holds its stream, takes
-over a slot whose run has ended, and a new session fails the runs an earlier one left in progress."""
+"""One writer per stream on an instance with storage (the local instance's dagster.yaml, SQLite): a run that
+does not go through the run queue (as `zenskar-pipeline sync` runs) waits while another run holds its stream,
+takes over a slot whose run has ended, and a new session fails the runs an earlier one left in progress."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from dagster._core.test_utils import create_run_for_test
 from zenskar_devtools.recovery import fail_runs_of_earlier_session
 from zenskar_pipeline.defs import build_definitions
 from zenskar_pipeline.defs.stream_lock import HOLDS, lock_key
+from zenskar_pipeline.runner import LOCAL_INSTANCE_SETTINGS
 from zenskar_pipeline_tests.test_defs.conftest import EVENTS, Project
-from zenskar_pipeline_tests.test_end_to_end.project import REPO
 
 EVENTS_KEY = dg.AssetKey(["zenskar", *EVENTS.split(".")])
 
@@ -26,7 +26,7 @@ EVENTS_KEY = dg.AssetKey(["zenskar", *EVENTS.split(".")])
 def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(LOCAL_INSTANCE_SETTINGS, home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.from_config(str(home)) as instance:
         yield instance
@@ -55,7 +55,10 @@ def _materialize_in_thread(project: Project, instance: dg.DagsterInstance) -> tu
 
 
 def _waiting(instance: dg.DagsterInstance) -> bool:
-    return bool(instance.event_log_storage.get_concurrency_info(lock_key(EVENTS)).pending_run_ids)
+    """The new run has said whom it waits for (it is queued for the slot before it looks who holds it: freeing
+    the slot as soon as it is queued could leave it nobody to name)."""
+    pending = instance.event_log_storage.get_concurrency_info(lock_key(EVENTS)).pending_run_ids
+    return any("waiting for run" in message for run in pending for message in _messages(instance, run))
 
 
 def _messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:

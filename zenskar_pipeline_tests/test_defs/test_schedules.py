@@ -13,6 +13,7 @@ import pytest
 from deltalake import DeltaTable
 
 from zenskar_devtools.local_warehouse.server import LocalWarehouse
+from zenskar_pipeline.defs.schedules import cron_words
 from zenskar_pipeline.destinations import PARTITION
 from zenskar_pipeline_tests.test_defs.watched_tables import Pipeline, cursor_stream, event
 
@@ -57,6 +58,22 @@ def _scheduled(table: str, cron: str, **settings: Any) -> dict[str, Any]:
     return cursor_stream(table, schedule=cron, **settings)
 
 
+@pytest.mark.parametrize(
+    ("cron", "name"),
+    [
+        ("15 * * * *", "hourly_at_15"),
+        ("*/15 * * * *", "every_15_minutes"),
+        ("0 3 * * *", "daily_at_0300"),
+        ("15 6 * * 1-5", "weekly_on_mon_to_fri_at_0615"),
+        ("0 0 * * sat,sun", "weekly_on_sat_sun_at_0000"),
+        ("0 0 1 * *", "monthly_on_day_1_at_0000"),
+        ("0 */2 * * *", "cron_0_x_2_x_x_x"),
+    ],
+)
+def test_a_schedule_is_named_by_when_it_runs(cron: str, name: str) -> None:
+    assert cron_words(cron) == name
+
+
 def test_one_schedule_per_cron_and_partitions_definition(pipeline: Pipeline) -> None:
     a, b, hourly, whole, zoned, unscheduled = (pipeline.table([event("e1", 1)]) for _ in range(6))
     defs = pipeline.definitions(
@@ -71,11 +88,11 @@ def test_one_schedule_per_cron_and_partitions_definition(pipeline: Pipeline) -> 
     )
     schedules = {s.name: s for s in defs.schedules or []}
     assert isinstance(next(iter(schedules.values())), dg.ScheduleDefinition)
-    daily = sorted(name for name in schedules if name.startswith("schedule_daily_0_x_x_x_x_"))
+    daily = sorted(name for name in schedules if name.startswith("daily_copies_hourly_at_00_"))
     assert len(daily) == 2  # UTC and Tokyo days differ: the same cron and granularity, two definitions
     assert {name for name in schedules if name not in daily} == {
-        "schedule_hourly_0_x_x_x_x",
-        "schedule_whole_15_6_x_x_1_5",
+        "hourly_copies_hourly_at_00",
+        "unpartitioned_copies_weekly_on_mon_to_fri_at_0615",
     }
     for name in schedules:
         resolved = defs.resolve_schedule_def(name)
@@ -105,7 +122,7 @@ def test_a_tick_asks_for_the_latest_partition_plus_lookback(
         ),
     )
     at = dt.datetime(2026, 1, 10, 0, 30, tzinfo=dt.UTC)
-    asked = _asked(defs, "schedule_daily_30_x_x_x_x", at, instance)
+    asked = _asked(defs, "daily_copies_hourly_at_30", at, instance)
     assert {stream: keys for stream, (keys, _) in asked.items()} == {
         deep: "2026-01-08..2026-01-10",
         shallow: "2026-01-10",
@@ -113,14 +130,14 @@ def test_a_tick_asks_for_the_latest_partition_plus_lookback(
     request = asked[deep][1]
     assert request.asset_selection == [dg.AssetKey(["zenskar", *deep.split(".")])]
     assert request.run_key == f"{deep}:2026-01-08..2026-01-10@2026-01-10T00:30:00+00:00"
-    hours = _asked(defs, "schedule_hourly_30_x_x_x_x", at, instance)
+    hours = _asked(defs, "hourly_copies_hourly_at_30", at, instance)
     assert hours[hourly][0] == "2026-01-09-23:00..2026-01-10-00:00"
-    assert _asked(defs, "schedule_whole_30_x_x_x_x", at, instance)[whole][0] == "whole"
+    assert _asked(defs, "unpartitioned_copies_hourly_at_30", at, instance)[whole][0] == "whole"
     # 03:00 UTC is still January 9 in New York; at the start of the definition there is nothing before it.
     zoned_at = dt.datetime(2026, 1, 10, 3, tzinfo=dt.UTC)
-    assert _asked(defs, "schedule_daily_0_x_x_x_x", zoned_at, instance)[zoned][0] == "2026-01-09"
+    assert _asked(defs, "daily_copies_hourly_at_00", zoned_at, instance)[zoned][0] == "2026-01-09"
     first_day = dt.datetime(2026, 1, 1, 5, 30, tzinfo=dt.UTC)
-    assert _asked(defs, "schedule_daily_30_x_x_x_x", first_day, instance)[deep][0] == "2026-01-01"
+    assert _asked(defs, "daily_copies_hourly_at_30", first_day, instance)[deep][0] == "2026-01-01"
 
 
 def test_a_scheduled_request_runs_on_a_real_instance(
@@ -130,7 +147,7 @@ def test_a_scheduled_request_runs_on_a_real_instance(
     other = pipeline.table([event("x", 9)])
     defs = pipeline.definitions(_scheduled(table, "0 0 * * *", lookback=1), _scheduled(other, "0 0 * * *"))
     at = dt.datetime(2026, 1, 10, tzinfo=dt.UTC)
-    name = "schedule_daily_0_0_x_x_x"
+    name = "daily_copies_daily_at_0000"
     keys, request = _asked(defs, name, at, instance)[table]
     assert keys == "2026-01-09..2026-01-10"
     job = defs.resolve_job_def(defs.resolve_schedule_def(name).job_name)

@@ -240,6 +240,25 @@ def test_an_unpartitioned_stream_runs_whole_once_per_version(
     assert tick(defs, instance, first.cursor).asked == [(table, "whole")]
 
 
+@pytest.mark.parametrize("feed", [False, True])
+def test_first_sight_of_an_unpartitioned_copy_already_synced_asks_for_no_run(
+    pipeline: Pipeline, instance: dg.DagsterInstance, feed: bool
+) -> None:
+    """A copy synced before the sensor first looked (the demo's, a `sync`'s) is not synced again for the
+    version it holds; a later version is."""
+    table = pipeline.table(_days(1, 2), change_feed=feed)
+    settings = change_feed_stream(table) if feed else {"table": table, "sync_mode": "full_refresh"}
+    defs = pipeline.definitions({**settings, "partitions": None})
+    copy_key = dg.AssetKey(["zenskar", *table.split(".")])
+    synced = dg.materialize([defs.resolve_assets_def(copy_key)], instance=instance)
+    assert synced.success
+    first = tick(defs, instance)
+    assert first.run_requests == []
+    assert json.loads(first.cursor or "") == {table: _version(pipeline, table)}
+    pipeline.upsert(table, [event("e3", 3)])
+    assert tick(defs, instance, first.cursor).asked == [(table, "whole")]
+
+
 def test_the_sensor_runs_by_default_at_the_configured_interval(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:

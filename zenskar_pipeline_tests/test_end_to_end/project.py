@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -56,9 +55,9 @@ def connection_files(warehouse: LocalWarehouse) -> tuple[dict[str, str], dict[st
 
 
 def new_dagster_home(folder: Path) -> Path:
-    """A Dagster home as `make dev` prepares one: the project's dagster.yaml in an empty folder."""
+    """A Dagster home as `make dev` prepares one: the local instance's dagster.yaml in an empty folder."""
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "dagster.yaml", folder / "dagster.yaml")
+    runner.write_instance_settings(folder, replace=True)
     return folder
 
 

@@ -1,4 +1,4 @@
-"""The stack `make dev` starts (`zenskar-pipeline dev`: the local warehouse, discovery, `dagster dev` with its
+"""The stack `make dev` starts (`zenskar-pipeline dev`: the local warehouse, discovery, `dg dev` with its
 webserver, daemon and code server), in a project folder of its own on a free port, for the UI test."""
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import psutil
 from zenskar_devtools.local_warehouse.seed import seed_demo
 from zenskar_pipeline_tests.test_end_to_end.project import COMMAND, REPO, user_env
 
-# What `make dev` reads from the project's folder: the demo's streams file, the instance and the workspace.
-PROJECT_FILES = ("streams.yaml", "dagster.yaml", "workspace.yaml")
+# What `make dev` reads from the folder it runs in: the demo's streams file (it writes the instance's settings
+# into DAGSTER_HOME itself, and `dg dev` serves the repository's component on that streams file).
+PROJECT_FILES = ("streams.yaml",)
 # The demo tables, smaller than `make demo`'s: the UI shows the same assets, and runs take seconds.
 DEMO_ROWS = 3_000
 

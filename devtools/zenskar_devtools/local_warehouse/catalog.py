@@ -36,7 +36,7 @@ from zenskar_devtools.local_warehouse.delta_log import (
 )
 from zenskar_devtools.local_warehouse.delta_types import databricks_type
 from zenskar_devtools.local_warehouse.errors import table_not_found
-from zenskar_devtools.local_warehouse.layout import PRIMARY_KEY_PROPERTY, TableName
+from zenskar_devtools.local_warehouse.layout import PRIMARY_KEY_PROPERTY, TableName, decode_primary_key
 
 # Unity Catalog stores names lower-case; anything else under the root (hidden folders, odd names) is not ours.
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -58,8 +58,7 @@ class TableInfo:
 
     @property
     def primary_key(self) -> list[str]:
-        raw = self.properties.get(PRIMARY_KEY_PROPERTY, "")
-        return [column.strip() for column in raw.split(",") if column.strip()]
+        return decode_primary_key(self.properties.get(PRIMARY_KEY_PROPERTY))
 
 
 class Catalog:

@@ -82,6 +82,31 @@ def seed_demo(root: Path, rows: int = 100_000, seed: int = 7, now: datetime | No
     return SeedSummary(root, now, tuple(summaries))
 
 
+DEMO_START_ENV = "ZENSKAR_DEMO_START"
+# Where the demo's partitioned streams keep their partition field (streams.yaml).
+_PARTITION_FIELDS = ((USAGE_EVENTS, "event_time"), (COMPUTE_HOURS, "usage_date"))
+
+
+def demo_start(root: Path) -> str:
+    """The day the seeded demo data starts (`YYYY-MM-DD`, UTC): the earliest partition-field value of the
+    demo's partitioned tables under `root`. streams.yaml starts its partitions there
+    (`${env:ZENSKAR_DEMO_START}`), so that every partition holds seeded rows and none lies before them,
+    however long ago the seed ran."""
+    earliest = []
+    for name, column in _PARTITION_FIELDS:
+        values = (
+            DeltaTable(str(name.path(root))).to_pyarrow_dataset().to_table(columns=[column]).column(column)
+        )
+        least = pc.min(values).as_py()
+        if least is not None:
+            earliest.append(least.astimezone(UTC).date() if isinstance(least, datetime) else least)
+    if not earliest:
+        raise ValueError(
+            f"no demo data under {root}: run `zenskar-pipeline warehouse seed-demo --root {root}`"
+        )
+    return min(earliest).isoformat()
+
+
 def _field(name: str, type_: pa.DataType, comment: str) -> pa.Field:
     return pa.field(name, type_, metadata={"comment": comment})
 

@@ -14,7 +14,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable, write_deltalake
 
-from zenskar_devtools.local_warehouse.layout import CHANGE_DATA_FEED_PROPERTY, PRIMARY_KEY_PROPERTY, TableName
+from zenskar_devtools.local_warehouse.layout import (
+    CHANGE_DATA_FEED_PROPERTY,
+    PRIMARY_KEY_PROPERTY,
+    TableName,
+    decode_primary_key,
+    encode_primary_key,
+)
 
 Data: TypeAlias = pa.Table | pa.RecordBatchReader
 
@@ -50,7 +56,7 @@ def create_table(
     if change_data_feed:
         configuration[CHANGE_DATA_FEED_PROPERTY] = "true"
     if primary_key:
-        configuration[PRIMARY_KEY_PROPERTY] = ",".join(primary_key)
+        configuration[PRIMARY_KEY_PROPERTY] = encode_primary_key(primary_key)
     path.mkdir(parents=True, exist_ok=True)
     # delta-rs only accepts keys it knows unless told otherwise; the primary key property is ours.
     delta = DeltaTable.create(
@@ -98,6 +104,8 @@ def upsert(
     predicate = " AND ".join(f"target.{_quote(c)} = source.{_quote(c)}" for c in key)
     if target_predicate:
         predicate = f"{predicate} AND ({target_predicate})"
+    # Every column spelled out: delta-rs's update_all/insert_all do not escape a backtick inside a name.
+    every = {_quote(c): f"source.{_quote(c)}" for c in source.column_names}
     (
         delta.merge(
             _with_schema(source, _arrow_schema(delta)),
@@ -105,8 +113,8 @@ def upsert(
             source_alias="source",
             target_alias="target",
         )
-        .when_matched_update_all()
-        .when_not_matched_insert_all()
+        .when_matched_update(every)
+        .when_not_matched_insert(every)
         .execute()
     )
     return delta
@@ -140,8 +148,7 @@ def open_table(root: Path | str, name: TableName | str) -> DeltaTable:
 
 def primary_key(delta: DeltaTable) -> tuple[str, ...]:
     """The key declared by `create_table` (the `PRIMARY_KEY_PROPERTY` table property), or `()`."""
-    value = delta.metadata().configuration.get(PRIMARY_KEY_PROPERTY) or ""
-    return tuple(c for c in value.split(",") if c)
+    return tuple(decode_primary_key(delta.metadata().configuration.get(PRIMARY_KEY_PROPERTY)))
 
 
 def _table_name(name: TableName | str) -> TableName:

@@ -154,3 +154,8 @@ class SyncStrategy(ABC):
     @abstractmethod
     def requested(self, look: Look) -> Requested:
         """What a new version of a partitioned stream's table asks to sync (see `changed_partitions`)."""
+
+    def holds_whole_table(self, stream: ResolvedStream, destination: Destination, version: int) -> bool:
+        """Whether an unpartitioned copy is known to hold the source as of `version`, so that the sensor's
+        first sight of the table asks for no run. By default not known: a run finds what is new."""
+        return False

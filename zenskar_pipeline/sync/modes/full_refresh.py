@@ -1,7 +1,7 @@
 """`full_refresh`: each run makes the scope (its windows, or the whole table) exactly the source's rows at
 the version read, in one overwrite commit; nothing is committed when the copy already holds that version.
 
-Checks: the source's and the copy's row counts in the run's windows. The sensor asks for the latest
+Checks: the source's and the copy's row counts in each of the run's windows. The sensor asks for the latest
 partition and `lookback` earlier ones. No change-feed variant: a full read replaces what a feed would
 patch.
 """
@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from zenskar_pipeline.config import ResolvedStream, SyncMode
-from zenskar_pipeline.destinations import WriteResult
+from zenskar_pipeline.databricks.sql_text import quote_identifier
+from zenskar_pipeline.destinations import Destination, WriteResult
 from zenskar_pipeline.sync import checks, cursor
-from zenskar_pipeline.sync.changed_partitions import Look, Requested, latest_partitions
+from zenskar_pipeline.sync.changed_partitions import Look, Requested, bucket_expression, latest_partitions
 from zenskar_pipeline.sync.checks import CheckOutcome, CheckSpec
 from zenskar_pipeline.sync.modes.base import FEED_ONLY_SETTINGS, SyncRun, SyncStrategy
 from zenskar_pipeline.sync.plan import stream_calendar
@@ -53,14 +54,17 @@ class FullRefresh(SyncStrategy):
             return outcomes
         field, calendar = found
         keys = [str(report.partition) for report in reports]
-        copy_rows = sum(run.destination.row_counts(keys).values())
+        column = run.table.column(field)
+        assert column is not None  # stream_calendar found the field
+        field_sql = quote_identifier(field)
         outcomes.append(
-            checks.row_count(
+            checks.row_count_by_window(
                 run.session,
                 run.table.name,
                 version,
-                copy_rows,
-                partition_field=field,
+                run.destination.row_counts(keys),
+                field_sql=field_sql,
+                bucket_sql=bucket_expression(field_sql, column.family, calendar),
                 calendar=calendar,
                 windows=calendar.windows(keys),
             )
@@ -69,3 +73,7 @@ class FullRefresh(SyncStrategy):
 
     def requested(self, look: Look) -> Requested:
         return latest_partitions(look, "full refresh: the latest partitions")
+
+    def holds_whole_table(self, stream: ResolvedStream, destination: Destination, version: int) -> bool:
+        """Every row of the copy was read at `version`: a run would write what is there."""
+        return destination.holds_version(None, version)
