@@ -65,8 +65,8 @@ def child(info: dict[str, Any], destination: Path, mode: str, days: int | None) 
         seconds=seconds,
         partitions=len(reports),
         rows_written=sum(int(r["rows_written"]) for r in reports),
-        # A range run is one read and one commit: every partition reports the run's own seconds.
-        engine_seconds=float(reports[0]["seconds"]),
+        # A range run is one read and one commit: every partition reports the run's seconds (run_seconds).
+        engine_seconds=float(reports[0]["run_seconds"]),
     )
 
 

@@ -6,6 +6,11 @@ range run carries no partition: answered that way, each partition's planned eval
 one answer for no partition. So a partitioned run answers every check for each partition it covered, as an
 `AssetCheckEvaluation` naming the partition (the per-partition answer where the check has one, else the
 run's answer about the whole copy).
+
+Each answer is an event Dagster stores (about 24 ms each on SQLite): a year of hourly partitions answered
+partition by partition took a sync that landed nothing from 20 s to 212 s. So a run of more than
+`PER_PARTITION_LIMIT` partitions (history, not the sensor's, a schedule's or a UI backfill's few) answers
+each check once for the run, its metadata naming the partitions, and leaves the planned ones to Dagster.
 """
 
 from __future__ import annotations
@@ -51,6 +56,9 @@ def last_outcomes(
     return outcomes
 
 
+PER_PARTITION_LIMIT = 100
+
+
 def check_results(
     context: dg.AssetExecutionContext,
     key: dg.AssetKey,
@@ -58,9 +66,9 @@ def check_results(
     partitions: Sequence[str] = (),
 ) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation | dg.Output[None]]:
     """The checks' answers, as errors when they fail: one per check for an unpartitioned run, one per check
-    and partition of `partitions` for a partitioned one (with the check's output, which an
-    `AssetCheckResult` would have carried)."""
-    if not partitions:
+    and partition of `partitions` for a partitioned one of at most `PER_PARTITION_LIMIT` partitions (with the
+    check's output, which an `AssetCheckResult` would have carried)."""
+    if not partitions or len(partitions) > PER_PARTITION_LIMIT:
         for outcome in outcomes:
             yield dg.AssetCheckResult(
                 asset_key=key,

@@ -14,7 +14,7 @@ from deltalake import DeltaTable, write_deltalake
 from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.databricks.discovery import discover_tables
 from zenskar_pipeline.defs import OUTSIDE_WINDOWS, build_definitions
-from zenskar_pipeline.defs.checks import ROW_COUNT, UNIQUE_KEY
+from zenskar_pipeline.defs.checks import PER_PARTITION_LIMIT, ROW_COUNT, UNIQUE_KEY
 from zenskar_pipeline.streams import load_config
 from zenskar_pipeline_tests.conftest import databricks_resource
 from zenskar_pipeline_tests.test_defs.conftest import EVENTS, Project, source_tables
@@ -100,3 +100,22 @@ def test_a_partitioned_full_refresh_counts_rows_partition_by_partition(
         "2026-01-02": (False, 2, 3),
         "2026-01-03": (True, 3, 3),
     }
+
+
+def test_a_run_of_history_answers_each_check_once(project: Project) -> None:
+    """Over `PER_PARTITION_LIMIT` partitions (here 101 hours) a run answers each check once, naming its
+    partitions: an answer per partition is an event each, and history would cost minutes of them."""
+    readings = dg.AssetKey(["zenskar", "zdefs", "metering", "readings"])
+    defs = build_definitions(project.config, project.state, databricks=project.databricks)
+    hours = {
+        "dagster/asset_partition_range_start": "2026-01-01-00:00",
+        "dagster/asset_partition_range_end": "2026-01-05-04:00",
+    }
+    assert PER_PARTITION_LIMIT == 100
+    result = dg.materialize(
+        [defs.resolve_assets_def(readings)], instance=dg.DagsterInstance.ephemeral(), tags=hours
+    )
+    assert result.success
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert (evaluation.check_name, evaluation.partition, evaluation.passed) == (OUTSIDE_WINDOWS, None, True)
+    assert len(evaluation.metadata["partitions"].value) == 101
