@@ -75,7 +75,7 @@ def test_a_new_user_backfills_a_range_and_sees_the_sensor_tick(
             backfill_id = ui.backfill_from_the_ui(f"[{first}...{last}]")
             ui.backfill_succeeds(backfill_id)
             ui.partitions_are_materialized(f"[{first}...{last}]", middle)
-            ui.checks_pass()
+            ui.checks_pass([first, middle, last])
             ui.sensor_ticks()
         except BaseException:
             ui.shoot("failed-here.png")
@@ -153,9 +153,16 @@ class Walkthrough:
         expect(page.get_by_text("rows_written", exact=True)).to_be_visible(timeout=LOAD_MS)
         self.shoot("4-partitions-materialized.png")
 
-    def checks_pass(self) -> None:
-        self.page.goto(f"{self.stack.url}/assets/{ASSET_PATH}?view=checks")
-        expect(self.page.get_by_text("Passed", exact=True).first).to_be_visible(timeout=LOAD_MS)
+    def checks_pass(self, partitions: list[str]) -> None:
+        page = self.page
+        page.goto(f"{self.stack.url}/assets/{ASSET_PATH}?view=checks")
+        expect(page.get_by_text("Passed", exact=True).first).to_be_visible(timeout=LOAD_MS)
+        # The backfill's range run answered its check for each of its partitions: a "Passed" row per day
+        # in the history (and the sensor's run's), none "Skipped".
+        page.get_by_text("Execution history", exact=True).click()
+        passed = page.get_by_role("row").filter(has_text="Passed")
+        expect(passed.nth(len(partitions) - 1)).to_be_visible(timeout=LOAD_MS)
+        expect(page.get_by_role("row").filter(has_text="Skipped")).to_have_count(0)
         self.shoot("5-asset-checks.png")
 
     def sensor_ticks(self) -> None:
