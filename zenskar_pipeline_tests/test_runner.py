@@ -197,3 +197,5 @@ def test_the_demo_lands_every_demo_stream(
     assert "main.billing.customers: copied whole" in out
     before = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=7)).isoformat()
     assert f"zenskar-pipeline sync --select main.metering.compute_hours --from {start} --to {before}" in out
+    assert "set -a; . wh/.warehouse/connection.env; set +a" in out  # make dev's warehouse, from the cwd
+    assert f"ZENSKAR_DEMO_START={start} " in out

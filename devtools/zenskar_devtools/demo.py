@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,12 +98,16 @@ def run_demo(
     if missing:
         print(
             "\nTo fill the rest: `make dev`, open http://127.0.0.1:3000, then an asset's page: Materialize, "
-            'choose the missing partitions ("Missing" selects them), Launch backfill. Or from the command '
-            "line:"
+            'choose the missing partitions ("Missing" selects them), Launch backfill. Or, while `make dev` '
+            "serves the warehouse, from a second terminal:"
         )
+        print(f"  set -a; . {_here(root / '.warehouse' / 'connection.env')}; set +a")
+        start = os.environ[DEMO_START_ENV]
         for copy in missing:
             first, last = copy.missing[0], copy.missing[-1]
-            print(f"  zenskar-pipeline sync --select {copy.stream} --from {first} --to {last}")
+            print(
+                f"  {DEMO_START_ENV}={start} {_cli()} sync --select {copy.stream} --from {first} --to {last}"
+            )
     print(
         f"\nDemo finished in {time.monotonic() - started:.0f} s. Next: `make dev` serves these tables and "
         "opens the Dagster UI (http://127.0.0.1:3000), where the demo's runs and copies are listed; "
@@ -152,6 +157,21 @@ def _filled(instance: dg.DagsterInstance, defs: dg.Definitions, stream: Resolved
         f"({keys[0]}..{keys[-1]}), {rows:,} rows"
     )
     return Filled(stream.name, text, missing)
+
+
+def _cli() -> str:
+    """This environment's `zenskar-pipeline` as the user can type it here (`.venv/bin/zenskar-pipeline`),
+    on the demo's Dagster instance (`DAGSTER_HOME=.dagster_home`), so that the UI sees what it fills."""
+    command = _here(Path(sys.executable).with_name("zenskar-pipeline"))
+    home = os.environ.get("DAGSTER_HOME")
+    return f"DAGSTER_HOME={_here(Path(home))} {command}" if home else command
+
+
+def _here(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _start(plan: runner.Plan) -> None:

@@ -96,8 +96,9 @@ def run_dev(warehouse_root: Path, port: int, live: bool = False) -> int:
 
 def serve_demo_warehouse(warehouse_root: Path, env: dict[str, str]) -> LocalWarehouse:
     """The local warehouse on `warehouse_root` (the demo tables seeded first when missing), started, its
-    connection settings added to `env` as the DATABRICKS_* variables, and the day its data starts as
-    ZENSKAR_DEMO_START (streams.yaml's partitions start there) unless set."""
+    connection settings added to `env` as the DATABRICKS_* variables (and written to
+    `<root>/.warehouse/connection.env`), and the day its data starts as ZENSKAR_DEMO_START (streams.yaml's
+    partitions start there) unless set."""
     from zenskar_devtools.local_warehouse.seed import DEMO_START_ENV, USAGE_EVENTS, demo_start, seed_demo
     from zenskar_devtools.local_warehouse.server import LocalWarehouse
 
@@ -106,6 +107,7 @@ def serve_demo_warehouse(warehouse_root: Path, env: dict[str, str]) -> LocalWare
     env.setdefault(DEMO_START_ENV, demo_start(warehouse_root))
     server = LocalWarehouse(warehouse_root)
     env.update(server.start().env())
+    server.write_connection_env()  # for a second terminal's commands: `. <root>/.warehouse/connection.env`
     print(f"Local warehouse serving {warehouse_root} at {server.info.server_hostname}:{server.info.port}")
     return server
 
