@@ -23,7 +23,6 @@ import posixpath
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -36,6 +35,7 @@ from typing import Any
 import pytest
 
 from zenskar_devtools.local_warehouse.server import LocalWarehouse
+from zenskar_devtools.ports import free_port
 from zenskar_pipeline.databricks.discovery import discover_tables
 from zenskar_pipeline.state import save_state
 from zenskar_pipeline.streams import load_config
@@ -243,13 +243,6 @@ def test_the_image_holds_neither_the_dev_tools_nor_sqlglot(probed: dict[str, Any
     assert not FORBIDDEN_DISTRIBUTIONS & set(probed["distributions"])
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def on_loopback(cmd: list[str], port: int) -> list[str]:
     """`cmd` serving on 127.0.0.1:`port` instead of its own host and port."""
     wanted = {"--host": "127.0.0.1", "--port": str(port)}
@@ -259,7 +252,7 @@ def on_loopback(cmd: list[str], port: int) -> list[str]:
 @pytest.fixture
 def code_server(image: Image) -> Iterator[int]:
     """The image's command, on loopback and a free port; its port."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         on_loopback(image.cmd, port), cwd=image.workdir, env=dict(image.env), stdout=subprocess.DEVNULL
     )

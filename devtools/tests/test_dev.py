@@ -8,7 +8,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,8 +20,8 @@ import dagster as dg
 import psutil
 import pytest
 
-from zenskar_devtools.dev import port_in_use
 from zenskar_devtools.local_warehouse.seed import seed_demo
+from zenskar_devtools.ports import free_port, port_in_use
 
 REPO = Path(__file__).resolve().parents[2]
 COMMAND = str(Path(sys.executable).with_name("zenskar-pipeline"))
@@ -56,19 +55,11 @@ class DevSession:
         raise AssertionError(f"the webserver did not answer:\n{self.output}")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A project folder as `make dev` finds one: the streams file, workspace.yaml, the demo tables seeded
-    (small, so that `dev` does not seed its 100,000 rows)."""
-    for name in ("streams.yaml", "workspace.yaml"):
-        shutil.copyfile(REPO / name, tmp_path / name)
+    """A project folder as `make dev` finds one: the streams file and the demo tables seeded (small, so that
+    `dev` does not seed its 100,000 rows); `dg dev` serves the repository's component on that streams file."""
+    shutil.copyfile(REPO / "streams.yaml", tmp_path / "streams.yaml")
     seed_demo(tmp_path / "data" / "warehouse", rows=2000)
     return tmp_path
 
@@ -86,7 +77,7 @@ def start_dev(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StartD
         env = {name: value for name, value in os.environ.items() if not name.startswith(_USER_PREFIXES)}
         env.update(DAGSTER_HOME=str(home), TZ="UTC")
         monkeypatch.setenv("DAGSTER_HOME", str(home))  # for this process to read the runs
-        port = _free_port()
+        port = free_port()
         log = project / "dev.log"
         with log.open("wb") as out:
             process = subprocess.Popen(

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import zenskar_pipeline
+from zenskar_devtools.ports import port_in_use
 from zenskar_devtools.process_groups import Child, StopSignals, stop_children
 from zenskar_pipeline.config import CONFIG_ENV, config_path
 from zenskar_pipeline.runner import write_instance_settings
@@ -110,11 +110,6 @@ def serve_demo_warehouse(warehouse_root: Path, env: dict[str, str]) -> LocalWare
     server.write_connection_env()  # for a second terminal's commands: `. <root>/.warehouse/connection.env`
     print(f"Local warehouse serving {warehouse_root} at {server.info.server_hostname}:{server.info.port}")
     return server
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def recover_runs(dagster_home: Path) -> None:

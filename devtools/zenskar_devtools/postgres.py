@@ -14,10 +14,11 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from zenskar_devtools.ports import free_port
 
 USER = "dagster"
 DATABASE = "dagster"
@@ -83,7 +84,7 @@ class LocalPostgres:
         if running is not None:  # left running by an earlier start: use it as it is
             self.port = running
             return self._info(running)
-        port = self.port or _free_port()
+        port = self.port or free_port()
         self._run(
             "pg_ctl",
             "start",
@@ -177,10 +178,3 @@ class LocalPostgres:
                 f"{program} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}"
                 + (f"\n{tail}" if tail else "")
             )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

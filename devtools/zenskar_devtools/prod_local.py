@@ -25,7 +25,8 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from zenskar_devtools.dev import port_in_use, serve_demo_warehouse
+from zenskar_devtools.dev import serve_demo_warehouse
+from zenskar_devtools.ports import free_port, port_in_use
 from zenskar_devtools.postgres import LocalPostgres, PostgresInfo
 from zenskar_devtools.recovery import Recovered, fail_runs_of_earlier_session
 
@@ -54,7 +55,7 @@ class ProdStack:
         self.with_daemon = daemon
         self.log_folder = log_folder
         self.env = dict(env)
-        self.grpc_port = _free_port()
+        self.grpc_port = free_port()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.recovered: list[Recovered] = []
         self.info: PostgresInfo | None = None
@@ -164,13 +165,6 @@ class ProdStack:
 
 def _script(name: str) -> str:
     return str(Path(sys.executable).parent / name)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, timeout: float = 120) -> None:

@@ -21,6 +21,7 @@ import dagster as dg
 from dagster._core.storage.dagster_run import FINISHED_STATUSES, DagsterRunStatus, RunsFilter
 
 from zenskar_devtools.local_warehouse.server import LocalWarehouse
+from zenskar_devtools.ports import free_port
 from zenskar_devtools.prod_local import LOCATION, ProdStack
 from zenskar_pipeline.defs import STREAM_TAG
 from zenskar_pipeline.defs.sensor import SENSOR_NAME
@@ -59,7 +60,7 @@ def prod_stack(project: Project, *, daemon: bool = True, webserver: bool = True)
         folder,
         project.env,
         instance_file=REPO / "deploy" / "dagster.yaml",
-        webserver_port=_free_port() if webserver else None,
+        webserver_port=free_port() if webserver else None,
         daemon=daemon,
         log_folder=folder / "logs",
     )
@@ -242,12 +243,3 @@ def all_runs_ended(instance: dg.DagsterInstance) -> bool:
 
 def ended(run: dg.DagsterRun) -> bool:
     return run.status in FINISHED_STATUSES
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

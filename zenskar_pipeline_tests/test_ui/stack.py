@@ -7,7 +7,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -19,6 +18,7 @@ from pathlib import Path
 import psutil
 
 from zenskar_devtools.local_warehouse.seed import seed_demo
+from zenskar_devtools.ports import free_port
 from zenskar_pipeline_tests.test_end_to_end.project import COMMAND, REPO, user_env
 
 # What `make dev` reads from the folder it runs in: the demo's streams file (it writes the instance's settings
@@ -44,7 +44,7 @@ def dev_stack(folder: Path, *, start_timeout: float = 120) -> Iterator[DevStack]
         shutil.copyfile(REPO / name, folder / name)
     seed_demo(folder / "data" / "warehouse", rows=DEMO_ROWS)
     env = user_env({}, dagster_home=folder / ".dagster_home")
-    port = _free_port()
+    port = free_port()
     log = folder / "dev.log"
     with log.open("wb") as output:
         # A session of its own: the stack is stopped as Ctrl-C stops `make dev`, by a SIGINT to its group.
@@ -99,10 +99,3 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             child.kill()
     process.wait()
     psutil.wait_procs(alive, timeout=10)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
