@@ -7,7 +7,6 @@ land each row once."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -21,7 +20,6 @@ import pytest
 from deltalake import DeltaTable
 
 from zenskar_devtools.local_warehouse import tables
-from zenskar_devtools.local_warehouse.faults import FaultKind, FaultRule
 from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.databricks.discovery import discover_tables
 from zenskar_pipeline.defs import build_definitions
@@ -34,12 +32,12 @@ from zenskar_pipeline_tests.test_end_to_end.project import (
     run_cli_in_process,
     secrets_left,
 )
+from zenskar_pipeline_tests.test_end_to_end.races import race_two_runs
 
 EVENTS = "ze2e_store.metering.events"
 COPY = "ze2e_store/metering/events"
 COPY_KEY = dg.AssetKey(["zenskar", "ze2e_store", "metering", "events"])
 PARTITION = "2026-01-02"
-STATEMENT_DELAY_S = 1.5  # as in test_races.py: both runs read the copy's mark before either commits
 STREAMS = """\
 destination:
   uri: {uri}
@@ -207,35 +205,11 @@ def test_two_runs_of_one_partition_at_once_land_each_row_once(
     definitions = build_definitions(config, state, databricks=databricks, destination=store.resource())
     asset = definitions.resolve_assets_def(COPY_KEY)
 
-    reports: dict[int, dict[str, Any]] = {}
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
-
-    def run(index: int) -> None:
-        try:
-            start.wait()
-            with dg.DagsterInstance.ephemeral() as instance:  # two deployments: no shared run queue
-                result = dg.materialize([asset], instance=instance, partition_key=PARTITION)
-            (materialization,) = result.asset_materializations_for_node(result.all_node_events[0].node_name)
-            reports[index] = {name: value.value for name, value in materialization.metadata.items()}
-        except BaseException as error:
-            errors.append(error)
-
-    warehouse.faults.add(
-        FaultRule(FaultKind.DELAY, count=None, seconds=STATEMENT_DELAY_S, rpc="ExecuteStatement")
-    )
-    runs = [threading.Thread(target=run, args=(index,)) for index in range(2)]
-    for thread in runs:
-        thread.start()
-    for thread in runs:
-        thread.join(timeout=120)
-    warehouse.faults.clear()
-    assert not errors, errors
-    assert [reports[i]["cursor_before"] for i in range(2)] == [None, None]  # a real race
+    reports = race_two_runs(warehouse, asset, PARTITION)
 
     columns = source.column_names
     landed = store.copy_rows().select(columns).to_pylist()
     assert Counter(tuple(row[c] for c in columns) for row in landed) == Counter(
         tuple(row[c] for c in columns) for row in source.to_pylist()
     )
-    assert sorted(reports[i]["rows_written"] for i in range(2)) == [0, source.num_rows]
+    assert sorted(report["rows_written"] for report in reports) == [0, source.num_rows]

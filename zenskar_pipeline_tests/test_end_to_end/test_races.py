@@ -4,7 +4,6 @@ schedule tick outside the run queue would): both plan from the same empty copy, 
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,19 +13,16 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from zenskar_devtools.local_warehouse import tables
-from zenskar_devtools.local_warehouse.faults import FaultKind, FaultRule
 from zenskar_devtools.local_warehouse.server import LocalWarehouse
 from zenskar_pipeline.databricks.discovery import discover_tables
 from zenskar_pipeline.defs import build_definitions
 from zenskar_pipeline.streams import load_config
 from zenskar_pipeline_tests.conftest import databricks_resource
+from zenskar_pipeline_tests.test_end_to_end.races import race_two_runs
 
 EVENTS = "ze2e_race.metering.events"
 COPY_KEY = dg.AssetKey(["zenskar", "ze2e_race", "metering", "events"])
 PARTITION = "2026-01-02"
-# Every statement waits this long at the warehouse, so that both runs have read the copy's high-water mark
-# before either commits (each run's read comes one statement after its planning).
-STATEMENT_DELAY_S = 1.5
 
 
 def _events() -> list[dict[str, Any]]:
@@ -58,36 +54,11 @@ def test_two_runs_of_one_partition_at_once_land_each_row_once(
         state = discover_tables(session, config)
     asset = build_definitions(config, state, databricks=databricks).resolve_assets_def(COPY_KEY)
 
-    reports: dict[int, dict[str, Any]] = {}
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
-
-    def run(index: int) -> None:
-        try:
-            start.wait()
-            with dg.DagsterInstance.ephemeral() as instance:  # two deployments: no shared run queue
-                result = dg.materialize([asset], instance=instance, partition_key=PARTITION)
-            (materialization,) = result.asset_materializations_for_node(result.all_node_events[0].node_name)
-            reports[index] = {name: value.value for name, value in materialization.metadata.items()}
-        except BaseException as error:
-            errors.append(error)
-
-    warehouse.faults.add(
-        FaultRule(FaultKind.DELAY, count=None, seconds=STATEMENT_DELAY_S, rpc="ExecuteStatement")
-    )
-    runs = [threading.Thread(target=run, args=(index,)) for index in range(2)]
-    for thread in runs:
-        thread.start()
-    for thread in runs:
-        thread.join(timeout=120)
-    warehouse.faults.clear()
-    assert not errors, errors
-    # Both planned before either committed: a real race, not two runs one after the other.
-    assert [reports[i]["cursor_before"] for i in range(2)] == [None, None]
+    reports = race_two_runs(warehouse, asset, PARTITION)
 
     copy = tmp_path / "destination" / "ze2e_race" / "metering" / "events"
     landed = DeltaTable(str(copy)).to_pyarrow_table()
     columns = source.column_names
     as_rows = Counter(tuple(row[c] for c in columns) for row in landed.select(columns).to_pylist())
     assert as_rows == Counter(tuple(row[c] for c in columns) for row in source.to_pylist())
-    assert sorted(reports[i]["rows_written"] for i in range(2)) == [0, source.num_rows]
+    assert sorted(report["rows_written"] for report in reports) == [0, source.num_rows]
