@@ -138,7 +138,7 @@ def main() -> None:
             ]
         )
     print_table(header, table)
-    print("(engine: the run_sync time the asset reports as `seconds`; the rest is Dagster's run around it)")
+    print("(engine: the run_sync time the asset reports, run_seconds; the rest is Dagster's run around it)")
     print("targets:")
     for mode in modes:
         ratio = results[f"{mode} backfill"]["seconds"] / results[f"{mode} whole"]["seconds"]
