@@ -1,4 +1,5 @@
-"""The dev tools' commands of `zenskar-pipeline`: `warehouse serve`, `warehouse seed-demo`, `demo` and `dev`.
+"""The dev tools' commands of `zenskar-pipeline`: `warehouse serve`, `warehouse seed-demo`,
+`zenskar-api serve`, `demo`, `dev` and `prod-local`.
 
 The product's CLI adds them through the entry-point group `zenskar_pipeline.commands` (see this
 distribution's pyproject.toml); the product itself never imports this module. Each command imports what it
@@ -8,6 +9,7 @@ runs only when it runs, since every `zenskar-pipeline --help` loads this module.
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sys
 from pathlib import Path
@@ -123,6 +125,76 @@ def _write_live(root: Path, seed: int, interval: float) -> None:
     click.echo(f"Writing new versions every {interval:g} s; Ctrl-C stops after the version under way")
     written = run_live_until_signalled(writer, interval=interval, on_version=echo)
     click.echo(f"Stopped after {written} live version(s)")
+
+
+@click.group("zenskar-api")
+def zenskar_api() -> None:
+    """A local stand-in for Zenskar's usage-event API (for development, tests and the demo)."""
+
+
+@zenskar_api.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=0, help="0 picks a free port.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".zenskar-api"),
+    show_default=True,
+    help="Where the received events, the usage events' schemas and zenskar-api.env are kept.",
+)
+@click.option(
+    "--organisation", default="local-org", show_default=True, help="The one organisation it serves."
+)
+@click.option("--api-key", default=None, help="The x-api-key clients must send (default: a random one).")
+@click.option(
+    "--schemas",
+    "schemas_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help='Usage events to define, as JSON: {"<api_slug>": {"<field>": "<type>", ...}, ...}.',
+)
+def serve_zenskar_api(
+    host: str, port: int, state_dir: Path, organisation: str, api_key: str | None, schemas_file: Path | None
+) -> None:
+    """Serve POST /usage/<api_slug> as Zenskar does until interrupted; prints its settings as a JSON line."""
+    import secrets
+
+    from zenskar_devtools.zenskar_api.schemas import SchemaError
+    from zenskar_devtools.zenskar_api.server import ZenskarApiServer
+
+    schemas = None
+    if schemas_file is not None:
+        try:
+            schemas = json.loads(schemas_file.read_text())
+        except ValueError as error:
+            raise click.ClickException(f"{schemas_file} is not JSON: {error}") from None
+        if not isinstance(schemas, dict):
+            raise click.ClickException(f"{schemas_file}: expected {{api_slug: {{field: type}}}}")
+    try:
+        server = ZenskarApiServer(
+            state_dir,
+            host=host,
+            port=port,
+            organisation=organisation,
+            api_key=api_key or secrets.token_urlsafe(24),
+            schemas=schemas,
+        )
+    except SchemaError as error:
+        raise click.ClickException(f"{schemas_file}: {error}") from None
+    server.write_environment_file()
+    settings = {"api_url": server.api_url, "organisation": organisation, "api_key": server.api_key}
+    click.echo(json.dumps(settings))
+    sys.stdout.flush()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever(poll_interval=0.2)
+    finally:
+        server.close()
 
 
 @click.command()
