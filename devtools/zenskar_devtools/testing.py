@@ -5,13 +5,15 @@ installed, for the product's tests and the warehouse's own alike; no conftest co
 `warehouse` (the session's `LocalWarehouse`, served over HTTPS to the real databricks-sql-connector; faults
 a test switched on are cleared after it) and `cursor` (on a fresh `connect(warehouse.info)`); object stores on
 loopback, each started once per session when a test first asks for it (`object_stores.py`): `s3_store` (moto's
-S3, checking keys), `unconditional_s3_store` (one that ignores conditional writes) and `azurite`.
+S3, checking keys), `unconditional_s3_store` (one that ignores conditional writes) and `azurite`; and
+`zenskar_api`, a local Zenskar usage API of the test's own (`zenskar_api/`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -19,6 +21,7 @@ import pytest
 if TYPE_CHECKING:
     from zenskar_devtools.local_warehouse.server import ConnectionInfo, LocalWarehouse
     from zenskar_devtools.object_stores import AzuriteServer, S3Server
+    from zenskar_devtools.zenskar_api import LocalZenskarApi
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -98,3 +101,13 @@ def azurite() -> Iterator[AzuriteServer]:
     server = start_azurite()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def zenskar_api(tmp_path: Path) -> Iterator[LocalZenskarApi]:
+    """A local Zenskar usage API for this test alone, served in-process and stopped after it; the test
+    defines its usage events (`zenskar_api.define`) and reads back what arrived (`zenskar_api.events()`)."""
+    from zenskar_devtools.zenskar_api import LocalZenskarApi
+
+    with LocalZenskarApi(tmp_path / "zenskar-api").start() as api:
+        yield api
