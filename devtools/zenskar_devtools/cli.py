@@ -181,17 +181,18 @@ def serve_zenskar_api(
         )
     except SchemaError as error:
         raise click.ClickException(f"{schemas_file}: {error}") from None
-    server.write_environment_file()
-    settings = {"api_url": server.api_url, "organisation": organisation, "api_key": server.api_key}
-    click.echo(json.dumps(settings))
-    sys.stdout.flush()
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    # Before the line goes out: whoever reads it may send SIGTERM at once, and that too is a clean stop.
     signal.signal(signal.SIGTERM, stop)
     try:
         with contextlib.suppress(KeyboardInterrupt):
+            server.write_environment_file()
+            settings = {"api_url": server.api_url, "organisation": organisation, "api_key": server.api_key}
+            click.echo(json.dumps(settings))
+            sys.stdout.flush()
             server.serve_forever(poll_interval=0.2)
     finally:
         server.close()
