@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import urllib3
 
 from zenskar_devtools.zenskar_api import EVENT_TYPES, LocalZenskarApi, LocalZenskarApiError
 
@@ -86,3 +87,13 @@ def test_schemas_events_and_keys_outlive_a_restart(tmp_path: Path) -> None:
         assert repeat.headers["Idempotent-Replayed"] == "true"
         assert UsageClient(api).post(event(quantity=2)).status == 200
         assert [e["seq"] for e in api.events()] == [1, 2]
+
+
+def test_a_stopped_api_answers_no_pooled_connection(tmp_path: Path) -> None:
+    api = LocalZenskarApi(tmp_path / "api", schemas={SLUG: FIELDS}).start()
+    client = UsageClient(api)
+    url = api.api_url
+    assert client.post(event(quantity=1)).status == 200
+    api.stop()
+    with pytest.raises(urllib3.exceptions.HTTPError):
+        client.pool.request("POST", f"{url}/usage/{SLUG}", body=b"{}", headers=api.headers())

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import urllib.parse
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -57,6 +58,8 @@ class ZenskarApiServer(ThreadingHTTPServer):
         self.faults = UsageFaults()
         self.clock = Clock()
         self.stats = UsageStats()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
         try:
             self.usage = UsageService(self.store, organisation, self.faults, self.clock, self.stats)
             for slug, fields in (schemas or {}).items():
@@ -89,8 +92,25 @@ class ZenskarApiServer(ThreadingHTTPServer):
         return path
 
     def close(self) -> None:
+        """Stop listening and end the kept-alive connections too, so that a client's pooled connection
+        cannot reach a stopped server (as after a restart in a test)."""
         self.server_close()
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
         self.store.close()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
 
     def authentication_error(self, api_key: str | None, organisation: str | None) -> Answer | None:
         if not api_key:
