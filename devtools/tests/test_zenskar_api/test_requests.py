@@ -100,6 +100,8 @@ def test_unknown_paths_are_404_and_wrong_methods_405(usage: UsageClient) -> None
     assert usage.get("/nothing/here").status == 404
     assert usage.get("/_local/nothing").status == 404
     assert usage.get(f"/usage/{SLUG}").status == 405
+    patched = usage.pool.request("PATCH", f"{usage.api.api_url}/usage/{SLUG}", headers=usage.api.headers())
+    assert (patched.status, patched.headers["Content-Type"]) == (405, "application/json")
     assert (
         usage.pool.request("DELETE", usage.api.api_url + "/_local/stats", headers=usage.api.headers()).status
         == 405

@@ -156,6 +156,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
+    def do_PATCH(self) -> None:  # answered 405 in JSON, rather than http.server's 501 page
+        self._dispatch("PATCH")
+
     def _dispatch(self, method: str) -> None:
         url = urllib.parse.urlsplit(self.path)
         usage = url.path.startswith("/usage/")

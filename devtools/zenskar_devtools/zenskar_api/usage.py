@@ -3,7 +3,7 @@ validation and storage; and the counts `GET /_local/stats` reports.
 
 A key is scoped to the organisation and kept 24 hours from its first use by the server's `Clock`, which
 tests move forward. Only processed requests (2xx, and 400 for what they sent) make a key remember its
-answer: a request turned away by a fault before processing leaves the key unused, as it would be at Zenskar.
+answer: a request turned away by a fault before processing leaves the key unused, so its retry is processed.
 """
 
 from __future__ import annotations
