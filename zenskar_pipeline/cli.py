@@ -241,6 +241,74 @@ def sync(
 
 
 @main.command()
+@_CONFIG_OPTION
+@click.option(
+    "--select",
+    "patterns",
+    multiple=True,
+    metavar="PATTERN",
+    help="Only streams whose catalog.schema.table matches (fnmatch, e.g. 'main.billing.*'); repeatable.",
+)
+@click.option("--partition", default=None, metavar="KEY", help="One partition, e.g. 2026-01-01.")
+@click.option("--from", "first", default=None, metavar="KEY", help="First partition of a range (inclusive).")
+@click.option("--to", "last", default=None, metavar="KEY", help="Last partition of a range (inclusive).")
+def deliver(
+    config_file: Path | None,
+    patterns: tuple[str, ...],
+    partition: str | None,
+    first: str | None,
+    last: str | None,
+) -> None:
+    """Send the selected streams' landed rows to Zenskar as usage events, exactly once.
+
+    Streams with a `deliver:` block only; the windows as for `sync` (default: from `start` to the latest
+    partition), each delivered once it has settled. Events already delivered are skipped (the ledger
+    beside each copy); refused ones go to the dead letters. Needs ZENSKAR_ORGANISATION and
+    ZENSKAR_API_KEY (and ZENSKAR_API_URL for another endpoint than Zenskar's).
+    """
+    from zenskar_pipeline import runner
+
+    if partition is not None and (first is not None or last is not None):
+        _fail("use either --partition KEY or --from KEY --to KEY, not both")
+    if (first is None) != (last is None):
+        _fail("--from and --to go together: pass both (the range is inclusive)")
+    config = _load_config(config_file)
+    with contextlib.ExitStack() as stack:
+        try:
+            instance = stack.enter_context(runner.dagster_instance())
+        except runner.InstanceUnavailable as error:
+            _fail(str(error))
+        selected = [s for s in _selected_streams(config, patterns, refresh=False) if s.settings.deliver]
+        if not selected:
+            _fail(
+                "no selected stream has a deliver: block; add one to the streams file (see docs/delivery.md)"
+            )
+        selection = runner.Selection(partition=partition, first=first, last=last)
+        plans, results = [], []
+        for stream in selected:
+            try:
+                plans.append(runner.plan_stream(stream, selection))
+            except ValueError as error:
+                results.append(runner.DeliveryResult(stream.name, "-", error=str(error)))
+        defs = _definitions(config)
+        for plan in plans:
+            click.echo(f"-> {plan.stream.name}: {plan.label}")
+            result = runner.run_delivery(defs, plan, instance)
+            if result.ok:
+                click.echo(
+                    f"   {result.stream}: {result.sent:,} sent, {result.skipped:,} delivered before, "
+                    f"{result.dead_lettered:,} dead-lettered, in {result.seconds:.1f} s"
+                )
+            results.append(result)
+    errors = [result for result in results if not result.ok]
+    for result in errors:
+        reason = (result.error or "").removeprefix(f"stream {result.stream}: ")
+        click.echo(f"{result.stream}: {reason.removeprefix(f'{result.stream}: ')}", err=True)
+    if errors:
+        sys.exit(1)
+
+
+@main.command()
 @click.argument("stream_name", metavar="STREAM")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @_CONFIG_OPTION

@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,9 @@ import dagster as dg
 
 from zenskar_pipeline.config import ResolvedStream
 from zenskar_pipeline.defs import STREAM_TAG, stream_job_name
+from zenskar_pipeline.defs.jobs import delivery_job_name
 from zenskar_pipeline.defs.requests import RANGE_END, RANGE_START
+from zenskar_pipeline.defs.translator import DELIVERY_TAG
 from zenskar_pipeline.destinations.resource import SECRET_FIELDS, STORAGE_VARIABLES
 from zenskar_pipeline.errors import first_line
 from zenskar_pipeline.sync.calendar import PartitionCalendar
@@ -35,6 +37,7 @@ SECRET_VARIABLES = (
     "DATABRICKS_TOKEN",
     "DATABRICKS_CLIENT_SECRET",
     "DAGSTER_PG_PASSWORD",
+    "ZENSKAR_API_KEY",
     *sorted(STORAGE_VARIABLES[name] for name in SECRET_FIELDS),
 )
 
@@ -246,9 +249,73 @@ def run_plan(defs: dg.Definitions, plan: Plan, instance: dg.DagsterInstance) -> 
     started = time.monotonic()
     if not plan.whole and not plan.keys:
         return StreamResult(plan.stream.name, plan.label, 0, 0, 0.0)
-    job = defs.resolve_job_def(stream_job_name(plan.stream))
-    tags = {STREAM_TAG: plan.stream.name}
-    options: dict[str, Any] = {"asset_selection": [copy_key(defs, plan.stream)], "tags": tags}
+    key = copy_key(defs, plan.stream)
+    outcome = _execute(
+        defs, stream_job_name(plan.stream), key, {STREAM_TAG: plan.stream.name}, plan, instance
+    )
+    if isinstance(outcome, str):
+        return StreamResult(plan.stream.name, plan.label, 0, 0, time.monotonic() - started, outcome)
+    events, failure = outcome
+    read = sum(_int(metadata.get("rows_read")) for metadata in events)
+    written = sum(_int(metadata.get("rows_written")) for metadata in events)
+    seconds = time.monotonic() - started
+    return StreamResult(plan.stream.name, plan.label, read, written, seconds, failure, len(events))
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """One stream's delivery run, as `deliver` prints it."""
+
+    stream: str
+    partitions: str
+    sent: int = 0
+    skipped: int = 0  # delivered by earlier runs
+    dead_lettered: int = 0
+    windows: int = 0  # windows delivered (a window not settled yet is not)
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def run_delivery(defs: dg.Definitions, plan: Plan, instance: dg.DagsterInstance) -> DeliveryResult:
+    """Run one stream's delivery job for its plan and gather what it sent."""
+    started = time.monotonic()
+    if not plan.whole and not plan.keys:
+        return DeliveryResult(plan.stream.name, plan.label)
+    key = asset_key_tagged(defs, plan.stream, DELIVERY_TAG)
+    tags = {DELIVERY_TAG: plan.stream.name}
+    outcome = _execute(defs, delivery_job_name(plan.stream), key, tags, plan, instance)
+    if isinstance(outcome, str):
+        return DeliveryResult(plan.stream.name, plan.label, seconds=time.monotonic() - started, error=outcome)
+    events, failure = outcome
+    return DeliveryResult(
+        plan.stream.name,
+        plan.label,
+        sent=sum(_int(metadata.get("events_sent")) for metadata in events),
+        skipped=sum(_int(metadata.get("events_delivered_before")) for metadata in events),
+        dead_lettered=sum(_int(metadata.get("events_dead_lettered")) for metadata in events),
+        windows=len(events),
+        seconds=time.monotonic() - started,
+        error=failure,
+    )
+
+
+def _execute(
+    defs: dg.Definitions,
+    job_name: str,
+    key: dg.AssetKey,
+    tags: dict[str, str],
+    plan: Plan,
+    instance: dg.DagsterInstance,
+) -> tuple[list[Mapping[str, Any]], str | None] | str:
+    """Run `job_name` selecting `key` for the plan's partitions: each materialization's metadata and the
+    failure (None: success), or the reason Dagster refused the run."""
+    job = defs.resolve_job_def(job_name)
+    tags = dict(tags)
+    options: dict[str, Any] = {"asset_selection": [key], "tags": tags}
     if len(plan.keys) == 1:
         options["partition_key"] = plan.keys[0]
     elif plan.keys:
@@ -258,33 +325,27 @@ def run_plan(defs: dg.Definitions, plan: Plan, instance: dg.DagsterInstance) -> 
             run_config=RUN_CONFIG, instance=instance, raise_on_error=False, **options
         )
     except Exception as error:  # Dagster refused the run itself (a bad tag, an instance problem)
-        return StreamResult(
-            plan.stream.name,
-            plan.label,
-            0,
-            0,
-            time.monotonic() - started,
-            redact(f"{type(error).__name__}: {first_line(error, default='unknown error')}"),
-        )
-    read = written = 0
-    events = result.get_asset_materialization_events()
-    for event in events:
+        return redact(f"{type(error).__name__}: {first_line(error, default='unknown error')}")
+    metadata = []
+    for event in result.get_asset_materialization_events():
         data = event.step_materialization_data
-        metadata = data.materialization.metadata if data is not None else {}
-        read += _int(metadata.get("rows_read"))
-        written += _int(metadata.get("rows_written"))
-    failure = None if result.success else _failure(result)
-    seconds = time.monotonic() - started
-    return StreamResult(plan.stream.name, plan.label, read, written, seconds, failure, len(events))
+        metadata.append(data.materialization.metadata if data is not None else {})
+    return metadata, None if result.success else _failure(result)
 
 
 def copy_key(defs: dg.Definitions, stream: ResolvedStream) -> dg.AssetKey:
     """The key of the stream's copy in `defs`, whatever translator named it: the asset whose step carries
     the stream's `zenskar/stream` tag."""
+    return asset_key_tagged(defs, stream, STREAM_TAG)
+
+
+def asset_key_tagged(defs: dg.Definitions, stream: ResolvedStream, tag: str) -> dg.AssetKey:
+    """The key of the asset whose step carries `tag` with the stream's name (`zenskar/stream`: its copy;
+    `zenskar/deliver`: its delivery)."""
     for assets in defs.assets or ():
-        if isinstance(assets, dg.AssetsDefinition) and assets.op.tags.get(STREAM_TAG) == stream.name:
+        if isinstance(assets, dg.AssetsDefinition) and assets.op.tags.get(tag) == stream.name:
             return assets.key
-    raise ValueError(f"stream {stream.name}: no asset of these definitions copies it")
+    raise ValueError(f"stream {stream.name}: no asset of these definitions carries {tag}")
 
 
 def run_streams(

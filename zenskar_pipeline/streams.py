@@ -13,6 +13,7 @@ from pathlib import Path
 from zenskar_pipeline import config as _config
 from zenskar_pipeline.config import ConfigError, PipelineConfig, Problem, ResolvedStream, source_problems
 from zenskar_pipeline.databricks.discovery import DiscoveredCatalog, DiscoveredTable
+from zenskar_pipeline.delivery.settings import delivery_problems
 from zenskar_pipeline.sync.modes import MODE_RULES, strategy_for
 
 
@@ -64,6 +65,7 @@ def validate_streams(
         problems += _cursor_problems(stream, table)
         problems += strategy_for(stream.settings).source_problems(stream, table)
         problems += _key_problems(stream, table) + _partition_problems(stream, table)
+        problems += delivery_problems(stream, table)
     if problems:
         raise ConfigError(problems, config.path)
     return checked

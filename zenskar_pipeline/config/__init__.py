@@ -10,6 +10,7 @@ from zenskar_pipeline.config.load import CONFIG_ENV, config_path, load_config
 from zenskar_pipeline.config.models import (
     ColumnSelection,
     Deletes,
+    DeliverSpec,
     DestinationConfig,
     Granularity,
     Namespace,
@@ -35,6 +36,7 @@ __all__ = [
     "ColumnSelection",
     "ConfigError",
     "Deletes",
+    "DeliverSpec",
     "DestinationConfig",
     "Granularity",
     "ModeRules",

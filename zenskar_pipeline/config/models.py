@@ -174,6 +174,25 @@ class PartitionSpec:
 
 
 @dataclass(frozen=True)
+class DeliverSpec:
+    """How a stream's landed rows become Zenskar usage events (`deliver:`): which usage event (`api_slug`),
+    and which columns of the copy fill each event's `customer_id`, `timestamp` and `data` fields."""
+
+    api_slug: str
+    customer_id: str
+    timestamp: str
+    data: tuple[tuple[str, str], ...] = ()  # (event field, column of the copy), in the file's order
+    settle: dt.timedelta = dt.timedelta(0)  # a window is delivered once it has been closed this long
+
+    @property
+    def columns(self) -> dict[str, str]:
+        """Every column the events read, by the key that names it (`deliver.data.<field>` for data)."""
+        named = {"deliver.customer_id": self.customer_id, "deliver.timestamp": self.timestamp}
+        named.update({f"deliver.data.{field}": column for field, column in self.data})
+        return named
+
+
+@dataclass(frozen=True)
 class StreamSettings:
     """Every per-stream key of the streams file, with defaults merged in."""
 
@@ -189,6 +208,7 @@ class StreamSettings:
     schedule: str | None = None  # a cron string Dagster accepts
     lookback: int = 0
     freshness: dt.timedelta | None = None  # late in Dagster when the copy is older than this; None: no policy
+    deliver: DeliverSpec | None = None  # None: the copy's rows are not sent to Zenskar
 
     def referenced_columns(self) -> dict[str, tuple[str, ...]]:
         """Columns this stream names, by key, for checks against the source's columns."""
@@ -203,6 +223,8 @@ class StreamSettings:
             named["columns.include"] = self.columns.include
         if self.columns.exclude:
             named["columns.exclude"] = self.columns.exclude
+        if self.deliver is not None:
+            named.update({key: (column,) for key, column in self.deliver.columns.items()})
         return named
 
 

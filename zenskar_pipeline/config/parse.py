@@ -7,6 +7,7 @@ defaults are merged into each stream entry key by key: a key set on the stream r
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -19,6 +20,7 @@ from zenskar_pipeline.config.errors import ConfigError, Problem, suggest
 from zenskar_pipeline.config.models import (
     ColumnSelection,
     Deletes,
+    DeliverSpec,
     DestinationConfig,
     Granularity,
     Namespace,
@@ -44,8 +46,9 @@ SETTING_KEYS = tuple(field.name for field in dataclasses.fields(StreamSettings))
 STREAM_KEYS = ("table", *SETTING_KEYS)
 PARTITION_KEYS = ("field", "granularity", "start", "timezone", "include_current")
 COLUMN_KEYS = ("include", "exclude")
+DELIVER_KEYS = ("api_slug", "customer_id", "timestamp", "data", "settle")
 # null: unset, also over a default
-NULLABLE = ("cursor_field", "primary_key", "schedule", "partitions", "freshness")
+NULLABLE = ("cursor_field", "primary_key", "schedule", "partitions", "freshness", "deliver")
 
 
 class _Problems:
@@ -177,7 +180,67 @@ def _settings(problems: _Problems, where: str, raw: Mapping[str, Any]) -> dict[s
                 parsed[key] = columns
         elif key == "partitions" and (partitions := _partitions(problems, where, value)) is not None:
             parsed[key] = partitions
+        elif key == "deliver" and (deliver := _deliver(problems, where, value)) is not None:
+            parsed[key] = deliver
     return parsed
+
+
+def _deliver(problems: _Problems, where: str, raw: object) -> DeliverSpec | None:
+    """The `deliver:` block: which usage event, and the copy's columns for its fields (checked against the
+    source's columns and types later, in `zenskar_pipeline.delivery.settings`)."""
+    section = problems.mapping(where, "deliver", raw, DELIVER_KEYS)
+    if section is None:
+        return None
+    found = len(problems.found)
+    needed = {
+        "api_slug": ("deliver.api_slug", "set deliver.api_slug to the usage event's slug in Zenskar"),
+        "customer_id": ("deliver.customer_id", "set deliver.customer_id to the column holding the customer"),
+        "timestamp": (
+            "deliver.timestamp",
+            "set deliver.timestamp to the TIMESTAMP or DATE column of the event",
+        ),
+    }
+    # A misspelt key was reported as unknown, with the key it likely means: not also as missing.
+    meant = {suggest(str(name), DELIVER_KEYS) for name in section if name not in DELIVER_KEYS}
+    for key, (full, fix) in needed.items():
+        if section.get(key) is None and key not in meant:
+            problems.add(where, full, "missing", fix)
+    slug = customer = timestamp = None
+    if section.get("api_slug") is not None:
+        slug = problems.parse(where, "deliver.api_slug", values.api_slug, section["api_slug"])
+    if section.get("customer_id") is not None:
+        customer = problems.parse(where, "deliver.customer_id", values.column, section["customer_id"])
+    if section.get("timestamp") is not None:
+        timestamp = problems.parse(where, "deliver.timestamp", values.column, section["timestamp"])
+    data: list[tuple[str, str]] = []
+    raw_data = section.get("data")
+    if raw_data is not None and not isinstance(raw_data, Mapping):
+        problems.add(
+            where,
+            "deliver.data",
+            f"expected a mapping of event field: column, got {raw_data!r}",
+            "write it as {quantity: quantity_column, metric: metric_column}",
+        )
+    elif raw_data is not None:
+        for name, column in raw_data.items():
+            field = problems.parse(where, "deliver.data", values.event_field, name)
+            if field in ("customer_id", "timestamp"):
+                problems.add(
+                    where,
+                    f"deliver.data.{field}",
+                    "names a field every event has outside data",
+                    f"set deliver.{field} instead, or rename the data field",
+                )
+                continue
+            value = problems.parse(where, f"deliver.data.{name}", values.column, column)
+            if field is not None and value is not None:
+                data.append((field, value))
+    settle = dt.timedelta(0)
+    if section.get("settle") is not None:
+        settle = problems.parse(where, "deliver.settle", values.duration, section["settle"]) or settle
+    if len(problems.found) > found or slug is None or customer is None or timestamp is None:
+        return None
+    return DeliverSpec(slug, customer, timestamp, tuple(data), settle)
 
 
 def _columns(problems: _Problems, where: str, raw: object) -> ColumnSelection | None:
@@ -314,6 +377,8 @@ def _check_stream(problems: _Problems, where: str, stream: StreamConfig, written
     needed: dict[str, tuple[str, ...]] = {}
     needed["cursor_field"] = (settings.cursor_field,) if settings.cursor_field else ()
     needed["primary_key"] = settings.primary_key or ()
+    if settings.deliver is not None:
+        needed.update({key: (column,) for key, column in settings.deliver.columns.items()})
     if settings.partitions is not None and settings.partitions.field:
         needed["partitions.field"] = (settings.partitions.field,)
     for key, names in needed.items():

@@ -111,6 +111,28 @@ def freshness(value: object) -> dt.timedelta:
     return window
 
 
+API_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def api_slug(value: object) -> str:
+    """A Zenskar usage event's `api_slug`: the last part of its url, `/usage/{api_slug}`."""
+    if isinstance(value, str) and API_SLUG.fullmatch(value):
+        return value
+    raise Invalid(
+        f"{value!r} is not a usage event's api_slug",
+        "write the slug Zenskar shows for the usage event (letters, digits, _ and -), such as api_calls",
+    )
+
+
+def event_field(value: object) -> str:
+    """The name of a field in a usage event's `data`."""
+    if isinstance(value, str) and value.strip() and len(value) <= MAX_NAME_LENGTH:
+        return value
+    raise Invalid(
+        f"{value!r} is not an event field name", "write the field's name in the usage event's schema"
+    )
+
+
 def cron(value: object) -> str:
     if isinstance(value, str) and is_valid_cron_string(value):
         return value

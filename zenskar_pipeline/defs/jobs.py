@@ -18,3 +18,9 @@ def stream_job_name(stream: ResolvedStream) -> str:
     if not spec.include_current:
         name += "_complete_windows"
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def delivery_job_name(stream: ResolvedStream) -> str:
+    """The job that runs the stream's delivery to Zenskar: `zenskar_deliver_...`, one per partitions
+    definition, as for the copies."""
+    return stream_job_name(stream).replace("zenskar_sync_", "zenskar_deliver_", 1)

@@ -19,25 +19,33 @@ import dagster as dg
 from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
 STREAM_LOCK_PREFIX = "zenskar/stream:"
+DELIVERY_LOCK_PREFIX = "zenskar/deliver:"  # a stream's deliveries: one at a time, apart from its syncs
 HOLDS = ": this run holds the stream"  # after the stream's name, in the run's log once the slot is claimed
 RELEASES = ": this run releases the stream"  # and just before it is freed
 POLL_SECONDS = 1.0
 
 
-def lock_key(stream: str) -> str:
-    return f"{STREAM_LOCK_PREFIX}{stream}"
+def lock_key(stream: str, prefix: str = STREAM_LOCK_PREFIX) -> str:
+    return f"{prefix}{stream}"
 
 
 @contextmanager
 def holding_stream(
-    instance: dg.DagsterInstance, stream: str, run_id: str, step_key: str, log: dg.DagsterLogManager
+    instance: dg.DagsterInstance,
+    stream: str,
+    run_id: str,
+    step_key: str,
+    log: dg.DagsterLogManager,
+    *,
+    prefix: str = STREAM_LOCK_PREFIX,
 ) -> Iterator[None]:
-    """Hold `stream`'s slot for the body; wait (logging who holds it) while another live run does."""
+    """Hold `stream`'s slot (`prefix`: its syncs' or its deliveries') for the body; wait (logging who holds
+    it) while another live run does."""
     storage = instance.event_log_storage
     if not storage.supports_global_concurrency_limits:  # an in-memory instance: one process, one writer
         yield
         return
-    key = lock_key(stream)
+    key = lock_key(stream, prefix)
     if storage.get_concurrency_info(key).slot_count != 1:
         storage.set_concurrency_slots(key, 1)
     waiting_for: str | None = None

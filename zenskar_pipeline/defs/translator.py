@@ -9,6 +9,7 @@ import dagster as dg
 
 from zenskar_pipeline.config import Deletes, ResolvedStream, SyncMode
 from zenskar_pipeline.databricks.discovery import DiscoveredTable
+from zenskar_pipeline.delivery.ledger import DEAD_LETTERS_SUFFIX, LEDGER_SUFFIX
 from zenskar_pipeline.destinations.landing import (
     CHANGE_TYPE,
     CONTENT_HASH,
@@ -21,6 +22,7 @@ from zenskar_pipeline.destinations.landing import (
 from zenskar_pipeline.sync.modes.history import IS_CURRENT, VALID_FROM, VALID_TO
 
 STREAM_TAG = "zenskar/stream"
+DELIVERY_TAG = "zenskar/deliver"  # on delivery runs and steps: the stream whose events they send
 
 
 class StreamTranslator:
@@ -128,6 +130,36 @@ class StreamTranslator:
             metadata=self.metadata(stream, table),
             tags=self.tags(stream),
             freshness_policy=self.freshness_policy(stream),
+        )
+
+    # -- the delivery to Zenskar -----------------------------------------------------------------------------
+
+    def delivery_key(self, stream: ResolvedStream) -> dg.AssetKey:
+        return dg.AssetKey([*self.copy_key(stream).path, "delivered"])
+
+    def delivery_spec(self, stream: ResolvedStream, table: DiscoveredTable) -> dg.AssetSpec:
+        """The stream's usage events as Zenskar holds them: downstream of the copy, same partitions."""
+        spec = stream.settings.deliver
+        assert spec is not None
+        fields = ", ".join(f"{name} <- {column}" for name, column in spec.data) or "none"
+        return dg.AssetSpec(
+            key=self.delivery_key(stream),
+            deps=[self.copy_key(stream)],
+            description=(
+                f"The copy's rows of {stream.name} delivered to Zenskar as usage events of "
+                f"`{spec.api_slug}`, each once (customer_id <- {spec.customer_id}, timestamp <- "
+                f"{spec.timestamp}; data: {fields})."
+            ),
+            group_name=self.group_name(stream),
+            kinds={"zenskar"},
+            metadata={
+                "table": stream.name,
+                "api_slug": spec.api_slug,
+                "settle": str(spec.settle),
+                "ledger": stream.destination_uri + LEDGER_SUFFIX,
+                "dead_letters": stream.destination_uri + DEAD_LETTERS_SUFFIX,
+            },
+            tags=self.tags(stream),
         )
 
 

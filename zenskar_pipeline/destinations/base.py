@@ -16,6 +16,7 @@ from typing import Any, TypeAlias
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.dataset as ds
 
 from zenskar_pipeline.config.models import ResolvedStream
 
@@ -81,6 +82,7 @@ class Destination(ABC):
     """
 
     partitioned: bool  # physically partitioned by `_zenskar_partition`
+    storage_options: dict[str, str] | None  # what opens it (and tables beside it) on an object store
 
     @property
     @abstractmethod
@@ -147,6 +149,11 @@ class Destination(ABC):
     def holds_version(self, partitions: Sequence[str] | None, version: int) -> bool:
         """Whether every partition asked for (None: the whole copy) holds rows, all of them read at source
         `version`: a full refresh of that scope at that version would write what is there."""
+
+    @abstractmethod
+    def dataset(self, version: int | None = None) -> ds.Dataset:
+        """The copy's rows at `version` (None: the latest) as an Arrow dataset, read lazily; the caller
+        checks `exists` first."""
 
     @abstractmethod
     def rows_with_keys(self, key: Sequence[str], keys: pa.Table, columns: Sequence[str]) -> pa.Table:

@@ -20,6 +20,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 from deltalake import DeltaTable, Field, QueryBuilder, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.schema import PrimitiveType
@@ -223,6 +224,9 @@ class DeltaDestination(Destination):
             table, SOURCE_VERSION, partitions, partitioned=self.partitioned
         )
         return least == version and greatest == version
+
+    def dataset(self, version: int | None = None) -> ds.Dataset:
+        return self._table(version).to_pyarrow_dataset()
 
     def rows_with_keys(self, key: Sequence[str], keys: pa.Table, columns: Sequence[str]) -> pa.Table:
         """See `Destination.rows_with_keys`: one semi-join of the copy with `keys` in DuckDB."""

@@ -192,8 +192,8 @@ def test_every_problem_is_listed_in_one_error(tmp_path: Path) -> None:
 def test_entries_that_are_not_mappings(tmp_path: Path) -> None:
     assert problems_of(tmp_path, "destination: {uri: out}\nstreams:\n  - main.billing.usage_events\n") == [
         "streams[0]: value: expected a mapping of table, sync_mode, cursor_field, cursor_lag, primary_key, "
-        "change_feed, on_missing_history, deletes, columns, partitions, schedule, lookback, freshness, got "
-        "'main.billing.usage_events'; write key: value lines"
+        "change_feed, on_missing_history, deletes, columns, partitions, schedule, lookback, freshness, "
+        "deliver, got 'main.billing.usage_events'; write key: value lines"
     ]
     assert problems_of(tmp_path, "") == [
         "top level: value: expected a mapping of destination, defaults, streams, got None; write key: value "

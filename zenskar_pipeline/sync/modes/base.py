@@ -51,6 +51,22 @@ class SyncRun:
     earlier_checks: Mapping[str, checks.CheckOutcome] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class EventRows:
+    """Which rows of a copy are the usage events to deliver (`zenskar_pipeline.delivery`), as the sync mode
+    that wrote them knows: the copy's columns that tell one event from another (`identity`), a DuckDB
+    predicate on the rows (`where`; None: every row), and, where one identity may hold several rows (an
+    appended history of versions), the columns that order them (`latest_by`, descending: the first is the
+    event) and a predicate that latest row must meet (`keep`; a change feed's delete is no event).
+    Predicates read system columns only (they are carried through by name)."""
+
+    identity: tuple[str, ...]
+    where: str | None = None
+    latest_by: tuple[str, ...] = ()
+    keep: str | None = None
+    prefer: str | None = None  # a predicate true of the row to take among rows tied on `latest_by[0]`
+
+
 class SyncStrategy(ABC):
     """One sync mode. Subclasses set the class attributes and implement `sync` and `requested`."""
 
@@ -148,6 +164,14 @@ class SyncStrategy(ABC):
         if run.stream.settings.partitions is None:
             return []
         return [checks.outside_windows(reports)]
+
+    # --- delivery ------------------------------------------------------------------------------------------
+
+    def event_rows(self, stream: ResolvedStream, table: DiscoveredTable) -> EventRows | None:
+        """The copy's rows that are usage events, told apart by the primary key (one row per key); None
+        when the stream has no key, and so nothing that keeps an event from being sent twice."""
+        key = self.primary_key(stream, table)
+        return EventRows(key) if key else None
 
     # --- the sensor ----------------------------------------------------------------------------------------
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from zenskar_pipeline.config import SyncMode
+from zenskar_pipeline.config import ResolvedStream, SyncMode
+from zenskar_pipeline.databricks.discovery import DiscoveredTable
 from zenskar_pipeline.destinations import WriteResult
-from zenskar_pipeline.destinations.landing import CHANGE_TYPE, constant, set_column
+from zenskar_pipeline.destinations.landing import CHANGE_TYPE, SOURCE_VERSION, SYNCED_AT, constant, set_column
 from zenskar_pipeline.sync.feed import SNAPSHOT, ChangeFeedStrategy, Changes, Feed
-from zenskar_pipeline.sync.modes.base import SyncRun
+from zenskar_pipeline.sync.modes.base import EventRows, SyncRun
 
 
 class ChangeFeedAppend(ChangeFeedStrategy):
@@ -33,3 +34,13 @@ class ChangeFeedAppend(ChangeFeedStrategy):
             app_transaction=feed.transaction(version),
             per_source_version=True,
         )
+
+    def event_rows(self, stream: ResolvedStream, table: DiscoveredTable) -> EventRows | None:
+        """By key, the key's latest change (an update is a correction of the event, a delete its removal);
+        without a key an update could not be told from a new event, so there is none."""
+        key = self.primary_key(stream, table)
+        if not key:
+            return None
+        # An overwrite deletes and inserts a key in one commit version: the insert is what the key holds.
+        not_deleted = f"{CHANGE_TYPE} <> 'delete'"
+        return EventRows(key, latest_by=(SOURCE_VERSION, SYNCED_AT), keep=not_deleted, prefer=not_deleted)

@@ -16,12 +16,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from zenskar_pipeline.config import Deletes, ResolvedStream, SyncMode
+from zenskar_pipeline.databricks.discovery import DiscoveredTable
 from zenskar_pipeline.destinations import ChangeAction, WriteResult
 from zenskar_pipeline.destinations.landing import DELETED, constant, set_column
 from zenskar_pipeline.sync import checks
 from zenskar_pipeline.sync.checks import CheckOutcome, CheckSpec
 from zenskar_pipeline.sync.feed import ChangeFeedStrategy, Changes, Feed
-from zenskar_pipeline.sync.modes.base import SyncRun
+from zenskar_pipeline.sync.modes.base import EventRows, SyncRun
 from zenskar_pipeline.sync.plan import stream_calendar
 from zenskar_pipeline.sync.report import PartitionReport
 
@@ -61,6 +62,12 @@ class ChangeFeedDeduped(ChangeFeedStrategy):
             app_transaction=feed.transaction(version),
             partitions=list(changes.windows) if prune else None,
         )
+
+    def event_rows(self, stream: ResolvedStream, table: DiscoveredTable) -> EventRows | None:
+        """By key; a row the source deleted (kept with `deletes: soft`) is no event."""
+        key = self.primary_key(stream, table)
+        soft = stream.settings.deletes is Deletes.SOFT
+        return EventRows(key, where=f"{DELETED} IS NOT TRUE" if soft else None)
 
     def checks(self, stream: ResolvedStream) -> list[CheckSpec]:
         return [*super().checks(stream), checks.ROW_COUNT, checks.UNIQUE_KEY]

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from zenskar_pipeline.config import ResolvedStream, SyncMode
+from zenskar_pipeline.databricks.discovery import DiscoveredTable
 from zenskar_pipeline.databricks.sql_text import quote_identifier
 from zenskar_pipeline.destinations import Destination, WriteResult
+from zenskar_pipeline.destinations.landing import SOURCE_VERSION
 from zenskar_pipeline.sync import checks, cursor
 from zenskar_pipeline.sync.changed_partitions import Look, Requested, bucket_expression, latest_partitions
 from zenskar_pipeline.sync.checks import CheckOutcome, CheckSpec
-from zenskar_pipeline.sync.modes.base import FEED_ONLY_SETTINGS, SyncRun, SyncStrategy
+from zenskar_pipeline.sync.modes.base import FEED_ONLY_SETTINGS, EventRows, SyncRun, SyncStrategy
 from zenskar_pipeline.sync.plan import stream_calendar
 from zenskar_pipeline.sync.report import PartitionReport
 
@@ -70,6 +72,11 @@ class FullRefresh(SyncStrategy):
             )
         )
         return outcomes
+
+    def event_rows(self, stream: ResolvedStream, table: DiscoveredTable) -> EventRows | None:
+        """By key; a key the source holds twice is one event (the first by the delivery's own order)."""
+        key = self.primary_key(stream, table)
+        return EventRows(key, latest_by=(SOURCE_VERSION,)) if key else None
 
     def requested(self, look: Look) -> Requested:
         return latest_partitions(look, "full refresh: the latest partitions")

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from zenskar_pipeline.config import ResolvedStream, SyncMode
+from zenskar_pipeline.databricks.discovery import DiscoveredTable
 from zenskar_pipeline.destinations import (
     CONTENT_HASH,
     PARTITION,
@@ -43,7 +44,7 @@ from zenskar_pipeline.sync import checks, cursor
 from zenskar_pipeline.sync.changed_partitions import Look, Requested, above_high_water_mark
 from zenskar_pipeline.sync.checks import CheckOutcome, CheckSpec
 from zenskar_pipeline.sync.feed import ChangeFeedStrategy, Changes, Feed
-from zenskar_pipeline.sync.modes.base import FEED_ONLY_SETTINGS, SyncRun, SyncStrategy
+from zenskar_pipeline.sync.modes.base import FEED_ONLY_SETTINGS, EventRows, SyncRun, SyncStrategy
 from zenskar_pipeline.sync.report import PartitionReport
 
 VALID_FROM = "_zenskar_valid_from"
@@ -55,6 +56,12 @@ ONE_CURRENT_VERSION = CheckSpec(
     "one_current_version_per_key", "No primary key value has more than one current version in the copy."
 )
 _KEEPS = "keeps the versions of each key"
+
+
+def current_events(stream: ResolvedStream, key: tuple[str, ...]) -> EventRows:
+    """A history's events are its keys' current versions: an earlier version is what the event was, a
+    closed key (deleted at the source) no event."""
+    return EventRows(key, where=IS_CURRENT)
 
 
 class HistoryByCursor(SyncStrategy):
@@ -73,6 +80,9 @@ class HistoryByCursor(SyncStrategy):
             return land_versions(run.destination, key, _versions(incoming, rows.column(field)))
 
         return cursor.land_chunks(run, read, cursor.MERGE_CHUNK_ROWS, land)
+
+    def event_rows(self, stream: ResolvedStream, table: DiscoveredTable) -> EventRows | None:
+        return current_events(stream, self.primary_key(stream, table))
 
     def checks(self, stream: ResolvedStream) -> list[CheckSpec]:
         return [*super().checks(stream), ONE_CURRENT_VERSION]
@@ -159,6 +169,9 @@ class HistoryByChangeFeed(ChangeFeedStrategy):
             closes,
             feed.transaction(version),
         )
+
+    def event_rows(self, stream: ResolvedStream, table: DiscoveredTable) -> EventRows | None:
+        return current_events(stream, self.primary_key(stream, table))
 
     def checks(self, stream: ResolvedStream) -> list[CheckSpec]:
         return [*super().checks(stream), ONE_CURRENT_VERSION]

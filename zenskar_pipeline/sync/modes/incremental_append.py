@@ -11,11 +11,13 @@ above the copy's high-water mark, and the latest partitions.
 
 from __future__ import annotations
 
-from zenskar_pipeline.config import SyncMode
+from zenskar_pipeline.config import ResolvedStream, SyncMode
+from zenskar_pipeline.databricks.discovery import DiscoveredTable
 from zenskar_pipeline.destinations import AppendNew
+from zenskar_pipeline.destinations.landing import ROW_ID, SOURCE_VERSION
 from zenskar_pipeline.sync import cursor
 from zenskar_pipeline.sync.changed_partitions import Look, Requested, above_high_water_mark
-from zenskar_pipeline.sync.modes.base import FEED_ONLY_SETTINGS, SyncRun, SyncStrategy
+from zenskar_pipeline.sync.modes.base import FEED_ONLY_SETTINGS, EventRows, SyncRun, SyncStrategy
 from zenskar_pipeline.sync.report import PartitionReport
 
 
@@ -39,6 +41,17 @@ class IncrementalAppend(SyncStrategy):
             chunk_rows,
             lambda rows: run.destination.append_new(rows, landing_key, source_version=read.version),
         )
+
+    def event_rows(self, stream: ResolvedStream, table: DiscoveredTable) -> EventRows | None:
+        """With a key, a key is one event and a newer version of it (a greater cursor) a correction, never
+        a second event; without one, every row is an event (`_zenskar_row_id`: two identical rows stay
+        two)."""
+        key = self.primary_key(stream, table)
+        if not key:
+            return EventRows((ROW_ID,))
+        cursor_field = self.cursor(stream, table)
+        assert cursor_field is not None
+        return EventRows(key, latest_by=(cursor_field, SOURCE_VERSION))
 
     def requested(self, look: Look) -> Requested:
         return above_high_water_mark(look, str(self.cursor(look.stream, look.table)))

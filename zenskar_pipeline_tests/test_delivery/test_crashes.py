@@ -1,0 +1,151 @@
+"""Exactly once whatever dies when: a delivery killed between Zenskar taking a batch and the ledger recording
+the answer, two deliveries of one window racing, a batch left unanswered past Zenskar's key lifetime, and a
+batch Zenskar never answers within its retries. Each against the real ledger and the local API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from zenskar_pipeline.delivery.deliver import DeliveryRun, UndeliveredError, deliver
+from zenskar_pipeline.delivery.events import EventSource, identity_of
+from zenskar_pipeline.delivery.ledger import DeliveryLedger
+from zenskar_pipeline.delivery.settings import events_of
+from zenskar_pipeline.destinations import DeltaDestinationResource
+from zenskar_pipeline.streams import validate_streams
+from zenskar_pipeline_tests.test_delivery.conftest import DAY, Delivery
+from zenskar_pipeline_tests.test_end_to_end.project import new_dagster_home, secrets_left, user_env
+
+COMMAND = str(Path(sys.executable).with_name("zenskar-pipeline"))
+
+
+def _run(delivery: Delivery, run_id: str, **settings: object) -> DeliveryRun:
+    """The engine itself on the delivery's copy (what the asset's step runs), with its own run id."""
+    stream = validate_streams(delivery.config, delivery.state)[0]
+    table = delivery.state.get(stream.name)
+    assert table is not None
+    rows = events_of(stream, table)
+    assert rows is not None
+    copy = DeltaDestinationResource().for_stream(stream)
+    resource = delivery.zenskar(**{key: value for key, value in settings.items() if key != "now"})
+    now = settings.get("now")
+    return DeliveryRun(
+        stream.name,
+        copy,
+        DeliveryLedger.beside(copy),
+        resource.client(),
+        EventSource.of(stream, rows),
+        [DAY],
+        run_id,
+        identity_of(copy, rows),
+        **({"now": now} if now is not None else {}),  # type: ignore[arg-type]
+    )
+
+
+def _ledger_entries(delivery: Delivery) -> list[dict[str, object]]:
+    return DeltaTable(delivery.copy_uri() + "__zenskar_ledger").to_pyarrow_table().to_pylist()
+
+
+def test_killed_between_the_send_and_the_ledger_commit_the_next_run_sends_nothing_twice(
+    delivery: Delivery, tmp_path: Path
+) -> None:
+    # Zenskar takes the batch and then answers 500 (again and again): the delivery keeps retrying, the
+    # answer never reaches the ledger; the process is killed while it waits.
+    delivery.api.set_faults(fail_5xx_after_processing=1000)
+    env = user_env({}, new_dagster_home(tmp_path / "home"))
+    env.update(delivery.api.environment())
+    process = subprocess.Popen(
+        [COMMAND, "deliver", "--config", str(delivery.config_file), "--partition", DAY],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(delivery.received()) < 5 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.2)
+        assert len(delivery.received()) == 5, "Zenskar never took the batch"
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+    entries = _ledger_entries(delivery)
+    assert {entry["entry"] for entry in entries} == {"planned"}  # sent, never answered in the ledger
+    delivery.api.clear_faults()
+    result = delivery.deliver()
+    assert result.success
+    assert len(delivery.received()) == 5  # the batch went again under its key, and was answered from memory
+    keys = {entry["idempotency_key"] for entry in _ledger_entries(delivery)}
+    assert len(keys) == 1 and delivery.api.stats()["replayed"] >= 1
+
+
+def test_two_deliveries_of_one_window_racing_send_each_event_once(delivery: Delivery) -> None:
+    delivery.api.set_faults(delay_seconds=0.5, delay_requests=4)
+    errors: list[BaseException] = []
+
+    def one(run_id: str) -> None:
+        try:
+            deliver(_run(delivery, run_id, batch_size=2))
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=one, args=(f"race-{n}",)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    received = delivery.received()
+    assert len(received) == 5
+    assert len({(e["customer_id"], e["timestamp"]) for e in received}) == 5
+    report = deliver(_run(delivery, "after"))
+    assert report.sent == 0 and report.windows[DAY].delivered_before == 5
+
+
+def test_a_batch_left_open_past_the_key_lifetime_is_dead_lettered_not_sent_again(delivery: Delivery) -> None:
+    delivery.api.set_faults(fail_5xx=100)
+    with pytest.raises(UndeliveredError):
+        deliver(_run(delivery, "first", max_attempts=2))
+    assert delivery.received() == []
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=24)
+    report = deliver(_run(delivery, "next-day", now=lambda: later))
+    assert delivery.received() == []  # it may have reached Zenskar: never sent under a forgotten key
+    assert report.windows[DAY].dead_lettered == 5 and len(report.dead_letters) == 5
+    letters = DeltaTable(delivery.copy_uri() + "__zenskar_dead_letters").to_pyarrow_table().to_pylist()
+    assert all("23 hours" in (letter["answer"] or "") for letter in letters)
+
+
+def test_a_batch_zenskar_never_answers_stays_open_and_goes_again_under_its_key(delivery: Delivery) -> None:
+    delivery.api.set_faults(fail_5xx=3)
+    with pytest.raises(UndeliveredError, match="same key"):
+        deliver(_run(delivery, "first", max_attempts=2))
+    report = deliver(_run(delivery, "second"))
+    assert report.sent == 5 and len(delivery.received()) == 5
+    planned = [entry for entry in _ledger_entries(delivery) if entry["entry"] == "planned"]
+    assert len({entry["batch_id"] for entry in planned}) == 1  # one batch, planned once, sent twice
+
+
+def test_the_api_key_is_nowhere_in_output_logs_files_or_errors(delivery: Delivery, tmp_path: Path) -> None:
+    home = new_dagster_home(tmp_path / "home")
+    env = user_env({}, home)
+    env.update(delivery.api.environment())
+    command = [COMMAND, "deliver", "--config", str(delivery.config_file), "--partition", DAY]
+    wrong = dict(env, ZENSKAR_API_KEY="wrong-" + delivery.api.api_key)
+    refused = subprocess.run(command, env=wrong, capture_output=True, text=True, timeout=300, check=False)
+    assert refused.returncode == 1
+    assert "ZENSKAR_API_KEY" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "5 sent" in done.stdout
+    secrets = [delivery.api.api_key, wrong["ZENSKAR_API_KEY"]]
+    outputs = [done.stdout, done.stderr, refused.stdout, refused.stderr]
+    assert secrets_left(secrets, outputs=outputs, folders=[home, tmp_path / "destination"]) == []
