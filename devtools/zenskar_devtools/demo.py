@@ -13,6 +13,7 @@ they go to a temporary instance.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -26,11 +27,13 @@ from deltalake import DeltaTable
 
 from zenskar_devtools.local_warehouse.seed import DEMO_START_ENV, demo_start, seed_demo
 from zenskar_devtools.local_warehouse.server import LocalWarehouse
+from zenskar_devtools.zenskar_api import LocalZenskarApi
 from zenskar_pipeline import runner
 from zenskar_pipeline.config import ResolvedStream
 from zenskar_pipeline.databricks import DatabricksResource
 from zenskar_pipeline.databricks.discovery import discover_tables
 from zenskar_pipeline.defs import build_definitions
+from zenskar_pipeline.delivery.resource import ZenskarResource
 from zenskar_pipeline.destinations import DeltaDestinationResource
 from zenskar_pipeline.state import save_state
 from zenskar_pipeline.streams import load_config, validate_streams
@@ -39,6 +42,12 @@ from zenskar_pipeline.sync.calendar import PartitionCalendar
 DEMO_ROOT = Path("data/warehouse")
 DEMO_CONFIG = Path("streams.yaml")
 DEMO_PARTITIONS = 7
+DEMO_API_STATE = Path("data/zenskar-api")
+# The usage events the demo streams deliver to (streams.yaml's deliver: blocks), as Zenskar would define them.
+DEMO_USAGE_EVENTS = {
+    "usage_events": {"metric": "String", "quantity": "Decimal"},
+    "compute_hours": {"cluster_id": "String", "nodes": "Int64", "cpu_hours": "Float64"},
+}
 
 
 def run_demo(
@@ -57,6 +66,8 @@ def run_demo(
     config = load_config(config_file)
     server = LocalWarehouse(root)
     info = server.start()
+    stack = contextlib.ExitStack()
+    stack.callback(server.stop)
     print(f"Local warehouse on https://{info.server_hostname}:{info.port}{info.http_path}\n")
     databricks = DatabricksResource(
         server_hostname=info.server_hostname,
@@ -75,7 +86,9 @@ def run_demo(
         for stream in streams:  # a fresh seed, a fresh copy
             destinations.for_stream(stream).reset()
         plans = [runner.plan_stream(s, runner.last_keys(s, DEMO_PARTITIONS)) for s in streams]
-        defs = build_definitions(config, found, databricks=databricks)
+        api = _start_zenskar_api()
+        stack.callback(api.stop)
+        defs = build_definitions(config, found, databricks=databricks, zenskar=_zenskar(api))
         home = dagster_home if dagster_home is not None else _project_dagster_home()
         with runner.dagster_instance(home) as instance:
             results = runner.run_streams(defs, plans, instance, on_start=_start, on_finish=_finish)
@@ -86,9 +99,10 @@ def run_demo(
             for stream in streams:
                 _show_copy(stream.name, stream.destination_uri)
             filled = [_filled(instance, defs, stream) for stream in streams]
+            delivered = _deliver(defs, instance, [p for p in plans if p.stream.settings.deliver], api)
     finally:
-        server.stop()
-    failed = [r for r in results if not r.ok]
+        stack.close()
+    failed = [r for r in results if not r.ok] + [r for r in delivered if not r.ok]
     for result in failed:
         print(f"{result.stream}: {result.error}")
     print("What landed:")
@@ -116,6 +130,48 @@ def run_demo(
         f"`zenskar-pipeline warehouse serve --root {root}` serves the tables alone."
     )
     return 1 if failed else 0
+
+
+def _start_zenskar_api() -> LocalZenskarApi:
+    """The local Zenskar usage API, fresh, with the demo's usage events defined."""
+    if DEMO_API_STATE.exists():
+        shutil.rmtree(DEMO_API_STATE)
+    api = LocalZenskarApi(DEMO_API_STATE, schemas=DEMO_USAGE_EVENTS).start()
+    print(f"Local Zenskar usage API on {api.api_url} (organisation {api.organisation})\n")
+    return api
+
+
+def _zenskar(api: LocalZenskarApi) -> ZenskarResource:
+    return ZenskarResource(api_url=api.api_url, organisation=api.organisation, api_key=api.api_key)
+
+
+def _deliver(
+    defs: dg.Definitions, instance: dg.DagsterInstance, plans: list[runner.Plan], api: LocalZenskarApi
+) -> list[runner.DeliveryResult]:
+    """Deliver what the demo landed, then once more to show that nothing goes out twice."""
+    print("\nDelivering the landed rows to Zenskar (the local usage API):")
+    results = []
+    for plan in plans:
+        result = runner.run_delivery(defs, plan, instance)
+        results.append(result)
+        status = "" if result.ok else f"  FAILED: {result.error}"
+        print(
+            f"  {plan.stream.name} -> usage event {plan.stream.settings.deliver.api_slug}: "  # type: ignore[union-attr]
+            f"{result.sent:,} sent, {result.skipped:,} delivered before, {result.dead_lettered:,} "
+            f"dead-lettered, over {result.windows} settled day(s), in {result.seconds:.1f} s{status}"
+        )
+    again = [runner.run_delivery(defs, plan, instance) for plan in plans]
+    print(
+        f"  Delivering again: {sum(r.sent for r in again):,} sent, "
+        f"{sum(r.skipped for r in again):,} skipped as delivered before (the ledger beside each copy)"
+    )
+    held = {slug: len(api.events(slug)) for slug in DEMO_USAGE_EVENTS}
+    print(
+        "  The local API holds "
+        + ", ".join(f"{count:,} {slug} events" for slug, count in held.items())
+        + "; today's window is delivered once it closes (`settle`)."
+    )
+    return results + again
 
 
 def _project_dagster_home() -> str | None:

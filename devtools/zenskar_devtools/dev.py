@@ -4,6 +4,7 @@ With `DATABRICKS_SERVER_HOSTNAME` set, the pipeline talks to that workspace. Wit
 seeded (once) under the warehouse root and served locally, and its settings are handed to Dagster as the
 `DATABRICKS_*` variables. Either way `discover` refreshes the cache the code location loads from first.
 With `live`, a `seed-demo --live` process keeps writing new versions of the demo usage events meanwhile.
+Without `ZENSKAR_API_KEY`, the local Zenskar usage API receives what the delivery sensor sends.
 
 Ctrl-C or SIGTERM stops all of it: `dagster dev` with everything it started, the live writer, the local
 warehouse (see `process_groups`).
@@ -25,6 +26,7 @@ from zenskar_pipeline.runner import write_instance_settings
 
 if TYPE_CHECKING:
     from zenskar_devtools.local_warehouse.server import LocalWarehouse
+    from zenskar_devtools.zenskar_api import LocalZenskarApi
 
 PROJECT_DAGSTER_HOME = Path(".dagster_home")
 # dagster dev gives its webserver and daemon 60 s each; a stop that takes longer than this is stuck.
@@ -59,6 +61,7 @@ def run_dev(warehouse_root: Path, port: int, live: bool = False) -> int:
         return 1
     recover_runs(dagster_home)
     server = None
+    api = None
     children: list[Child] = []
     with StopSignals() as stop:
         try:
@@ -66,6 +69,8 @@ def run_dev(warehouse_root: Path, port: int, live: bool = False) -> int:
                 print("--live writes to the local warehouse only; DATABRICKS_SERVER_HOSTNAME is set: ignored")
             if not env.get("DATABRICKS_SERVER_HOSTNAME"):
                 server = serve_demo_warehouse(warehouse_root, env)
+            if not env.get("ZENSKAR_API_KEY"):
+                api = serve_local_zenskar_api(env)
             if stop.received is not None:
                 return 0
             # The code location loads from the discovery cache: refresh it first, so the UI shows today's
@@ -92,6 +97,21 @@ def run_dev(warehouse_root: Path, port: int, live: bool = False) -> int:
                 print(f"{name} did not stop within {STOP_TIMEOUT_SECONDS:g} s: killed", flush=True)
             if server is not None:
                 server.stop()
+            if api is not None:
+                api.stop()
+
+
+def serve_local_zenskar_api(env: dict[str, str]) -> LocalZenskarApi:
+    """The local Zenskar usage API (the demo's usage events defined), its settings added to `env` as the
+    ZENSKAR_* variables: the delivery sensor's runs deliver there. Its state (what it received) stays in
+    data/zenskar-api between sessions, as the copies do."""
+    from zenskar_devtools.demo import DEMO_API_STATE, DEMO_USAGE_EVENTS
+    from zenskar_devtools.zenskar_api import LocalZenskarApi
+
+    api = LocalZenskarApi(DEMO_API_STATE, schemas=DEMO_USAGE_EVENTS).start()
+    env.update(api.environment())
+    print(f"Local Zenskar usage API at {api.api_url} (ZENSKAR_API_KEY is not set)")
+    return api
 
 
 def serve_demo_warehouse(warehouse_root: Path, env: dict[str, str]) -> LocalWarehouse:

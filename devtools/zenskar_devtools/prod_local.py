@@ -25,7 +25,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from zenskar_devtools.dev import serve_demo_warehouse
+from zenskar_devtools.dev import serve_demo_warehouse, serve_local_zenskar_api
 from zenskar_devtools.ports import free_port, port_in_use
 from zenskar_devtools.postgres import LocalPostgres, PostgresInfo
 from zenskar_devtools.recovery import Recovered, fail_runs_of_earlier_session
@@ -196,6 +196,7 @@ def run_prod_local(folder: Path, warehouse_root: Path, port: int) -> int:
         print(f"Port {port} is taken (`make dev` or another `make prod-local`?): stop that first")
         return 1
     server = None if env.get("DATABRICKS_SERVER_HOSTNAME") else serve_demo_warehouse(warehouse_root, env)
+    api = None if env.get("ZENSKAR_API_KEY") else serve_local_zenskar_api(env)
     stack = ProdStack(folder, env, webserver_port=port)
     stopping = False
 
@@ -230,3 +231,5 @@ def run_prod_local(folder: Path, warehouse_root: Path, port: int) -> int:
         stack.stop()
         if server is not None:
             server.stop()
+        if api is not None:
+            api.stop()
