@@ -48,6 +48,11 @@ EXPECTED = {
         "change-feed sync of 1% recent corrections >= 20x faster than a full re-read: ",
     ],
     "sensor_tick.py": ["sensor tick over 20 streams", "nothing changed: median", "one table changed: "],
+    "delivery.py": [
+        "Delivering 20,000 events in batches of 500",
+        "delivery >= 0.8x the bare client's events/s: ",
+        "requests/s within the bound of 40: ",
+    ],
     "definitions_load.py": ["validate_loadable s", "load with 20 streams <= 5 s: ", "zero network calls: "],
 }
 
