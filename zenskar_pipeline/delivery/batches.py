@@ -54,19 +54,32 @@ def new_batch(
     return Batch(batch_id, str(uuid.UUID(bytes=digest[:16])), partition, event_ids, events, body)
 
 
-def plan_batches(stream: str, events: pa.Table, size: int, seed: str) -> list[Batch]:
+@dataclass(frozen=True)
+class BatchSlice:
+    """A batch as planned, before its bytes are joined and its key derived (done when it is planned in the
+    ledger, a chunk at a time)."""
+
+    batch_id: str
+    partition: str | None
+    event_ids: pa.Array
+    events: pa.Array
+
+    def build(self, stream: str, deadline: float) -> Batch:
+        batch = new_batch(stream, self.batch_id, self.partition, self.event_ids, self.events)
+        return dataclasses.replace(batch, deadline=deadline)
+
+
+def plan_batches(events: pa.Table, size: int, seed: str) -> list[BatchSlice]:
     """The events (sorted by window and event id) cut into batches of at most `size` events, never across
     windows; batch ids are `<seed>.<n>`."""
-    batches: list[Batch] = []
+    batches: list[BatchSlice] = []
     ids = events.column(EVENT_ID).combine_chunks()
     texts = events.column(EVENT).combine_chunks()
     for start, end, window in runs(events.column(WINDOW)):
         for first in range(start, end, size):
             count = min(size, end - first)
             batch_id = f"{seed}.{len(batches)}"
-            batches.append(
-                new_batch(stream, batch_id, window, ids.slice(first, count), texts.slice(first, count))
-            )
+            batches.append(BatchSlice(batch_id, window, ids.slice(first, count), texts.slice(first, count)))
     return batches
 
 

@@ -8,12 +8,16 @@ planned into batches, the plan committed, the batches sent, and each answer comm
    are, same bytes, same key; one planned more than `KEY_LIFETIME` ago is not (Zenskar may have forgotten
    its key, and may hold its events): its events are dead-lettered for a person to look into.
 3. Plan the rest: per window, batches of `batch_size` in event-id order, each with an idempotency key
-   derived from the batch and its bytes. The plan is committed only if the ledger has not moved since step
-   2 (another run planning the same events); otherwise steps 2-3 are done again.
-4. Send, `max_concurrent_requests` at once. Whenever answers have come in, they are committed in one
-   append: accepted; refused as a whole (4xx) and split in two, the halves planned in the same commit, down
-   to the one event Zenskar refuses, which is dead-lettered with its answer; wrong settings (401, 403, 404),
-   which stop the run. A batch still failing after its retries stays open for the next run.
+   derived from the batch and its bytes. The first plan is committed only if the ledger has not moved since
+   step 2 (another run planning the same events), otherwise steps 2-3 are done again; a large plan goes in
+   chunks while the first batches are sent, each only if the ledger holds nothing but this attempt's own
+   commits since its last plan (otherwise the rest is left to a later run). Nothing goes out before its
+   plan is committed. The ledger must identify events as it always has (`IdentityChangedError`).
+4. Send, `max_concurrent_requests` at once, no batch later than `KEY_LIFETIME` after its plan. Answers are
+   committed together at most `COMMIT_SECONDS` apart: accepted; refused as a whole (4xx) and split in two,
+   the halves planned in the same commit, down to the one event Zenskar refuses, which is dead-lettered
+   with its answer. Wrong settings (401, 403, 404, a redirect) stop the run and leave the batch open, as a
+   batch still failing after its retries is: the next run sends it again under its key.
 5. Compare what was delivered in these windows with what the copy holds now: an event changed, moved out
    of its window, or deleted after delivery is reported (`delivered_rows_unchanged`), never sent again.
 """
@@ -22,13 +26,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import logging
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import pyarrow as pa
@@ -44,99 +45,29 @@ from zenskar_pipeline.delivery.batches import (
     refused_dead_letters,
     refused_entries,
 )
-from zenskar_pipeline.delivery.client import SETTINGS_STATUSES, Answer, Outcome, UsageApiClient
 from zenskar_pipeline.delivery.events import (
     EVENT,
     EVENT_ID,
     EVENTS_SCHEMA,
     REFUSAL,
     WINDOW,
-    EventSource,
     read_events,
 )
 from zenskar_pipeline.delivery.ledger import DEAD_LETTER_SCHEMA, DeliveryLedger, Entry, LedgerMoved
-from zenskar_pipeline.destinations import Destination
+from zenskar_pipeline.delivery.run import (
+    DeliveryReport,
+    DeliveryRun,
+    DeliverySettingsError,
+    IdentityChangedError,
+    Plan,
+    UndeliveredError,
+    WindowFigures,
+)
+from zenskar_pipeline.delivery.sending import KEY_LIFETIME, Sender
 
-# Zenskar keeps an idempotency key 24 hours; an open batch older than this is not sent again.
-KEY_LIFETIME = dt.timedelta(hours=23)
 PLAN_ATTEMPTS = 5
 FIRST_CHUNK = 2  # batches per request in flight planned before anything is sent
-PLAN_CHUNK = 100  # batches per later plan commit
-COMMIT_SECONDS = 0.5
-LOG = logging.getLogger(__name__)
-SAMPLE = 10
-
-
-class IdentityChangedError(Exception):
-    """The stream now tells its events apart by other columns (or types) than the ledger's events were
-    planned by: every event would get a new id and go out again."""
-
-
-class DeliverySettingsError(Exception):
-    """Zenskar refused the settings (401, 403, 404): the message names the one to fix."""
-
-
-class UndeliveredError(Exception):
-    """Batches still unanswered after their retries; they stay planned, and the next run sends them."""
-
-
-@dataclass
-class WindowFigures:
-    """One window's delivery: events the copy holds there now, and what became of them."""
-
-    events: int = 0
-    sent: int = 0  # accepted by Zenskar in this run
-    delivered_before: int = 0  # accepted in an earlier run: skipped
-    dead_lettered: int = 0  # in this run
-    unanswered: int = 0  # in batches still open after this run
-
-
-@dataclass
-class DeliveryReport:
-    stream: str
-    windows: dict[str | None, WindowFigures]
-    seconds: float = 0.0
-    requests: int = 0  # batches answered in this run
-    copy_version: int | None = None
-    ledger_version: int | None = None
-    changed_after_delivery: list[str] = field(default_factory=list)  # event ids, sorted
-    dead_letters: list[str] = field(default_factory=list)  # event ids of these windows' dead letters
-    dead_letters_by_window: dict[str | None, list[str]] = field(default_factory=dict)
-    changed_by_window: dict[str | None, list[str]] = field(default_factory=dict)
-    accepted_batches: set[str] = field(default_factory=set)
-
-    @property
-    def sent(self) -> int:
-        return sum(w.sent for w in self.windows.values())
-
-    @property
-    def events_per_second(self) -> float:
-        return self.sent / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class DeliveryRun:
-    """Everything one stream's delivery needs."""
-
-    stream: str
-    copy: Destination
-    ledger: DeliveryLedger
-    client: UsageApiClient
-    source: EventSource
-    partitions: Sequence[str] | None  # None: the unpartitioned stream's one scope
-    run_id: str
-    identity: str  # how event ids are made (`events.identity_description`), checked against the ledger's
-    batch_size: int = 500
-    max_concurrent_requests: int = 4
-    log: logging.Logger | logging.LoggerAdapter[logging.Logger] = LOG
-    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
-    # This attempt's mark on its ledger commits: two attempts of one run (a retried step whose first attempt
-    # still lives) are two writers, and neither takes the other's commits for its own.
-    attempt: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-
-    @property
-    def writer(self) -> str:
-        return f"{self.run_id}:{self.attempt}"
+PLAN_CHUNK = 250  # batches per later plan commit
 
 
 def deliver(run: DeliveryRun) -> DeliveryReport:
@@ -162,7 +93,7 @@ def deliver(run: DeliveryRun) -> DeliveryReport:
     errors: list[Exception] = []
     if plan.batches:
         with ThreadPoolExecutor(run.max_concurrent_requests, thread_name_prefix="zenskar") as pool:
-            sender = _Sender(run, report, pool, plan)
+            sender = Sender(run, report, pool, plan)
             sender.run_all()
         errors, report.accepted_batches = sender.errors, sender.accepted
     report.ledger_version = run.ledger.version() if plan.batches else plan.version
@@ -177,17 +108,7 @@ def deliver(run: DeliveryRun) -> DeliveryReport:
 # --- planning --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Plan:
-    batches: list[Batch]  # to send at once: open ones first, then the first planned ones
-    later: list[list[Batch]]  # planned in chunks, each committed before it is sent
-    resent: list[Batch]  # the open ones
-    version: int | None  # the ledger's, after the plan
-    before: pa.Table  # the ledger's entries of these windows as the plan read them
-    elsewhere: pa.Table  # its entries, in other windows, of events these windows hold
-
-
-def _plan(run: DeliveryRun, events: pa.Table, report: DeliveryReport) -> _Plan:
+def _plan(run: DeliveryRun, events: pa.Table, report: DeliveryReport) -> Plan:
     """Steps 2 and 3."""
     known = run.ledger.identities()
     if known and known != {run.identity}:
@@ -219,15 +140,11 @@ def _plan(run: DeliveryRun, events: pa.Table, report: DeliveryReport) -> _Plan:
         sendable = fresh.filter(pc.is_null(fresh.column(REFUSAL)))
         seed = f"{run.writer}.{version if version is not None else -1}"
         deadline = (now + KEY_LIFETIME).timestamp()
-        planned = [
-            dataclasses.replace(batch, deadline=deadline)
-            for batch in plan_batches(run.stream, sendable, run.batch_size, seed)
-        ]
+        planned = plan_batches(sendable, run.batch_size, seed)
         # The first batches are planned (and sent) at once; the rest a chunk at a time while they go out.
-        first, rest = (
-            planned[: FIRST_CHUNK * run.max_concurrent_requests],
-            planned[FIRST_CHUNK * run.max_concurrent_requests :],
-        )
+        opening = FIRST_CHUNK * run.max_concurrent_requests
+        first = [batch.build(run.stream, deadline) for batch in planned[:opening]]
+        rest = planned[opening:]
         later = [rest[i : i + PLAN_CHUNK] for i in range(0, len(rest), PLAN_CHUNK)]
         entries = [planned_entries_of(run.run_id, first, now, run.identity)] if first else []
         entries += [refused_entries(run.run_id, refused, now)] if refused.num_rows else []
@@ -235,7 +152,7 @@ def _plan(run: DeliveryRun, events: pa.Table, report: DeliveryReport) -> _Plan:
             dead_answers = [(b, Entry.DEAD_LETTER, None, _STALE) for b in stale]
             entries.append(answer_entries_of(run.run_id, dead_answers, now))
         if not entries:
-            return _Plan(resend, [], resend, version, state.entries, elsewhere)
+            return Plan(resend, [], resend, version, state.entries, elsewhere)
         dead = [refused_dead_letters(run.run_id, refused, now)] if refused.num_rows else []
         dead += [batch_dead_letters(run.run_id, b, None, _STALE, now) for b in stale]
         run.ledger.add_dead_letters(pa.concat_tables(dead) if dead else DEAD_LETTER_SCHEMA.empty_table())
@@ -254,7 +171,7 @@ def _plan(run: DeliveryRun, events: pa.Table, report: DeliveryReport) -> _Plan:
                 f"{KEY_LIFETIME.total_seconds() / 3600:.0f} h ago never got an answer; dead-lettered, not "
                 "sent again (Zenskar may hold them: look for their idempotency keys)"
             )
-        return _Plan(resend + first, later, resend, version, state.entries, elsewhere)
+        return Plan(resend + first, later, resend, version, state.entries, elsewhere)
     raise LedgerMoved(f"{run.stream}: the ledger kept moving while planning ({PLAN_ATTEMPTS} attempts)")
 
 
@@ -329,137 +246,10 @@ class _LedgerState:
         return batches
 
 
-# --- sending ---------------------------------------------------------------------------------------------
-
-
-class _Sender:
-    """Step 4: the batches in flight, and the answers not committed yet. Answers are committed together at
-    most every `COMMIT_SECONDS` (a Delta commit takes tens of milliseconds; one per batch would hold a
-    million events' delivery to the ledger's pace), and at once when a refused batch's halves must be
-    planned before they are sent, or when nothing is left in flight."""
-
-    def __init__(
-        self, run: DeliveryRun, report: DeliveryReport, pool: ThreadPoolExecutor, plan: _Plan
-    ) -> None:
-        self.run, self.report, self.pool, self.plan = run, report, pool, plan
-        self.later = list(plan.later)
-        self.plan_version = plan.version  # the run's last plan commit
-        self.pending: dict[Future[Answer], Batch] = {}
-        self.answers: list[tuple[Batch, Entry, int | None, str]] = []
-        self.planned: list[Batch] = []  # halves of refused batches, planned in the next commit
-        self.dead: list[pa.Table] = []
-        self.errors: list[Exception] = []
-        self.accepted: set[str] = set()  # batch ids
-
-    def submit(self, batch: Batch) -> None:
-        slug = self.run.source.spec.api_slug
-        send = self.run.client.send
-        future = self.pool.submit(send, slug, batch.body, batch.idempotency_key, batch.deadline)
-        self.pending[future] = batch
-
-    def run_all(self) -> None:
-        for batch in self.plan.batches:
-            self.submit(batch)
-        last_commit = time.monotonic()
-        while self.pending or (self.later and not self.errors):
-            if self.later and not self.errors and len(self.pending) <= 2 * self.run.max_concurrent_requests:
-                self.plan_next()
-                continue
-            done, _ = wait(self.pending, timeout=COMMIT_SECONDS, return_when=FIRST_COMPLETED)
-            for future in done:
-                self.answered(self.pending.pop(future), future.result())
-            due = time.monotonic() - last_commit >= COMMIT_SECONDS
-            if self.answers and (due or self.planned or not self.pending or self.errors):
-                halves = self.commit()
-                last_commit = time.monotonic()
-                if not any(isinstance(e, DeliverySettingsError) for e in self.errors):
-                    for half in halves:
-                        self.submit(half)
-
-    def plan_next(self) -> None:
-        """Commit the next chunk's plan, if the ledger holds nothing but this run's own commits since its last
-        plan (else another run may be planning the same events: the rest is left to a later run), and send
-        it."""
-        chunk = self.later.pop(0)
-        assert self.plan_version is not None
-        try:
-            entries = planned_entries_of(self.run.run_id, chunk, self.run.now(), self.run.identity)
-            self.plan_version = self.run.ledger.plan_more(entries, self.plan_version, self.run.writer)
-        except LedgerMoved as moved:
-            self.later = []
-            self.errors.append(moved)
-            return
-        for batch in chunk:
-            self.submit(batch)
-
-    def answered(self, batch: Batch, answer: Answer) -> None:
-        figures = self.report.windows.setdefault(batch.partition, WindowFigures())
-        if answer.outcome is not Outcome.GAVE_UP:
-            self.report.requests += 1
-        if answer.outcome is Outcome.ACCEPTED:
-            self.answers.append((batch, Entry.ACCEPTED, answer.status, answer.body))
-            self.accepted.add(batch.batch_id)
-            figures.sent += len(batch)
-        elif answer.outcome is Outcome.REFUSED and len(batch) > 1:
-            self.answers.append((batch, Entry.RETRY, answer.status, answer.body))
-            self.planned += batch.halves(self.run.stream, time.time() + KEY_LIFETIME.total_seconds())
-        elif answer.outcome is Outcome.REFUSED:
-            self.answers.append((batch, Entry.DEAD_LETTER, answer.status, answer.body))
-            now = self.run.now()
-            self.dead.append(batch_dead_letters(self.run.run_id, batch, answer.status, answer.body, now))
-            figures.dead_lettered += 1
-        elif answer.outcome is Outcome.WRONG_SETTINGS:
-            # Not answered for good: an earlier attempt under this key may have been ingested before the
-            # settings went wrong, so the batch stays planned, to go again under its key.
-            figures.unanswered += len(batch)
-            if not any(isinstance(e, DeliverySettingsError) for e in self.errors):
-                self.errors.append(_settings_error(self.run, answer))
-            for other in list(self.pending):
-                if other.cancel():
-                    self.pending.pop(other)
-        else:
-            figures.unanswered += len(batch)
-            if not any(isinstance(e, UndeliveredError) for e in self.errors):
-                self.errors.append(_unanswered_error(self.run, answer))
-
-    def commit(self) -> list[Batch]:
-        """Commit the answers (dead letters first, so that a dead-lettered event always has its letter) and
-        the plans of refused batches' halves; returns those halves, to send."""
-        now = self.run.now()
-        if self.dead:
-            self.run.ledger.add_dead_letters(pa.concat_tables(self.dead))
-        tables = [answer_entries_of(self.run.run_id, self.answers, now)]
-        if self.planned:
-            tables.append(planned_entries_of(self.run.run_id, self.planned, now, self.run.identity))
-        self.run.ledger.record(pa.concat_tables(tables), self.run.writer)
-        halves, self.planned, self.answers, self.dead = self.planned, [], [], []
-        return halves
-
-
-def _unanswered_error(run: DeliveryRun, answer: Answer) -> UndeliveredError:
-    last = answer.status or answer.body
-    return UndeliveredError(
-        f"{run.stream}: Zenskar did not answer a batch after {answer.attempts} attempts (last: {last}); it "
-        "stays planned and the next run sends it again under the same key"
-    )
-
-
-def _settings_error(run: DeliveryRun, answer: Answer) -> DeliverySettingsError:
-    setting = SETTINGS_STATUSES.get(answer.status or 0, "ZENSKAR_API_URL")
-    what = {
-        401: "refused the API key",
-        403: "refused the organisation",
-        404: f"has no usage event with api_slug {run.source.spec.api_slug!r}",
-    }.get(answer.status or 0, "answered with a redirect")
-    return DeliverySettingsError(
-        f"{run.stream}: Zenskar {what} ({answer.status}: {answer.body[:200]}); check {setting}"
-    )
-
-
 # --- after delivery ----------------------------------------------------------------------------------------
 
 
-def _compare(run: DeliveryRun, events: pa.Table, plan: _Plan, report: DeliveryReport) -> None:
+def _compare(run: DeliveryRun, events: pa.Table, plan: Plan, report: DeliveryReport) -> None:
     """Step 5: the events delivered before this run (as the plan read the ledger: in these windows, and
     elsewhere for events these windows hold now) and those of open batches it sent again, against the
     copy's events now, window and text; an event this run planned was read from the copy now, so it has not
@@ -525,11 +315,10 @@ def settled_keys(
 
 
 __all__ = [
-    "SETTINGS_STATUSES",
-    "Batch",
     "DeliveryReport",
     "DeliveryRun",
     "DeliverySettingsError",
+    "IdentityChangedError",
     "UndeliveredError",
     "WindowFigures",
     "deliver",

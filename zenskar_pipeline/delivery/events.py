@@ -69,16 +69,39 @@ def read_events(
     """The events of the copy's rows in `partitions` (None: the whole copy), sorted by window and event id:
     columns `partition` (None when unpartitioned), `event_id`, `event` (the JSON text, None when refused)
     and `refusal` (why the row cannot be sent)."""
-    rows = select_event_rows(copy, source, partitions, partitioned=partitioned)
-    return build_events(rows, source)
+    kinds: dict[str, pa.DataType] = {field.name: field.type for field in copy.schema}
+    query, wanted, parameters = _selection(source, partitions, partitioned=partitioned)
+    if any(pa.types.is_timestamp(kinds[name]) and kinds[name].tz is None for name in wanted):
+        # Wall-clock times are read by Python's time zones (see `_ntz_as_utc`): two statements.
+        return build_events(select_event_rows(copy, source, partitions, partitioned=partitioned), source)
+    # One statement from the copy to the events: DuckDB never hands the selected rows to Arrow.
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("copy", copy)
+        build = _events_statement(source, {WINDOW: pa.string(), **{name: kinds[name] for name in wanted}})
+        table = con.sql(f"WITH event_rows AS ({query}) {build}", params=parameters).to_arrow_table()
+    return _events_table(table)
 
 
 def select_event_rows(
     copy: ds.Dataset, source: EventSource, partitions: Sequence[str] | None, *, partitioned: bool
 ) -> pa.Table:
-    """The rows that are events, one per identity: the columns the events read, the identity's, and
-    `partition`. An identity the copy holds twice (it should not) is one event, the same on every read: the
-    latest by `latest_by`, then the greatest by every column it sends. Where identities hold versions
+    """`_selection`'s rows."""
+    query, wanted, parameters = _selection(source, partitions, partitioned=partitioned)
+    with duckdb.connect() as con:
+        con.register("copy", copy)
+        table = con.sql(query, params=parameters).to_arrow_table()
+    assert table is not None
+    return table.select([WINDOW, *wanted])
+
+
+def _selection(
+    source: EventSource, partitions: Sequence[str] | None, *, partitioned: bool
+) -> tuple[str, list[str], dict[str, object]]:
+    """A statement over the relation `copy` (and its parameters) selecting the rows that are events, one per
+    identity: the columns the events read, the identity's, and `partition`. An identity the copy holds
+    twice (it should not) is one event, the same on every read: the latest by `latest_by`, then the greatest
+    by every column it sends. Where identities hold versions
     (`latest_by`), a key's latest version is looked for in the whole copy, for the keys these windows hold:
     a version that moved to another window is that window's event, not this one's."""
     spec, rows = source.spec, source.rows
@@ -95,6 +118,9 @@ def select_event_rows(
     elif windowed:
         filters.append(in_windows)
     where = f"WHERE {' AND '.join(filters)}" if filters else ""
+    parameters: dict[str, object] = (
+        {"windows": list(partitions)} if windowed and partitions is not None else {}
+    )
     window = PARTITION if partitioned else "CAST(NULL AS VARCHAR)"
     picked = ", ".join(f"c.{_q(name)}" for name in wanted)
     identity = ", ".join(f"c.{_q(name)}" for name in rows.identity)
@@ -108,12 +134,7 @@ def select_event_rows(
         f" row_number() OVER (PARTITION BY {identity} ORDER BY {', '.join(order)}) AS _n FROM copy c {where})"
         f" WHERE _n = 1 {''.join(f' AND {test}' for test in after)}"
     )
-    with duckdb.connect() as con:
-        con.register("copy", copy)
-        parameters = {"windows": list(partitions)} if windowed and partitions is not None else {}
-        table = con.sql(query, params=parameters).to_arrow_table()
-    assert table is not None
-    return table.select([WINDOW, *wanted])
+    return query, wanted, parameters
 
 
 def _keep_columns(rows: EventRows) -> str:
@@ -131,11 +152,26 @@ def build_events(rows: pa.Table, source: EventSource) -> pa.Table:
     """Event ids and JSON texts of rows from `select_event_rows`, sorted by window and event id: one DuckDB
     statement (its `to_json` escapes strings and writes numbers as this module says, in C++, a million
     events in about half a second)."""
-    spec, identity = source.spec, source.rows.identity
     if rows.num_rows == 0:
         return EVENTS_SCHEMA.empty_table()
     rows = _ntz_as_utc(rows, source.timezone)
-    kinds = {field.name: field.type for field in rows.schema}
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("event_rows", rows)
+        table = con.sql(_events_statement(source, {f.name: f.type for f in rows.schema})).to_arrow_table()
+    return _events_table(table)
+
+
+def _events_table(table: pa.Table) -> pa.Table:
+    if table.num_rows == 0:
+        return EVENTS_SCHEMA.empty_table()
+    return pa.table([column.combine_chunks() for column in table.columns], schema=EVENTS_SCHEMA)
+
+
+def _events_statement(source: EventSource, kinds: dict[str, pa.DataType]) -> str:
+    """A statement over the relation `event_rows` (of `kinds`' columns) giving `EVENTS_SCHEMA`'s columns,
+    sorted by window and event id."""
+    spec, identity = source.spec, source.rows.identity
     refusals = [
         (f"{_q(spec.customer_id)} IS NULL", "customer_id is NULL"),
         (f"CAST({_q(spec.customer_id)} AS VARCHAR) = ''", "customer_id is empty"),
@@ -167,17 +203,12 @@ def build_events(rows: pa.Table, source: EventSource) -> pa.Table:
     )
     event_id = " || ',' || ".join(_value_json(column, kinds[column], "identity") for column in identity)
     refusal = "CASE " + " ".join(f"WHEN {test} THEN {_literal(why)}" for test, why in refusals) + " END"
-    query = f"""
+    return f"""
         SELECT {_q(WINDOW)}, '[' || {event_id} || ']' AS {EVENT_ID},
             CASE WHEN refusal IS NULL THEN {event} END AS {EVENT}, refusal AS {REFUSAL}
         FROM (SELECT *, {refusal} AS refusal FROM event_rows)
         ORDER BY {_q(WINDOW)}, {EVENT_ID}
     """
-    with duckdb.connect() as con:
-        con.execute("SET TimeZone = 'UTC'")
-        con.register("event_rows", rows)
-        table = con.sql(query).to_arrow_table()
-    return pa.table([column.combine_chunks() for column in table.columns], schema=EVENTS_SCHEMA)
 
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
