@@ -252,12 +252,20 @@ def sync(
 @click.option("--partition", default=None, metavar="KEY", help="One partition, e.g. 2026-01-01.")
 @click.option("--from", "first", default=None, metavar="KEY", help="First partition of a range (inclusive).")
 @click.option("--to", "last", default=None, metavar="KEY", help="Last partition of a range (inclusive).")
+@click.option(
+    "--release-dead-letters",
+    "release",
+    is_flag=True,
+    help="First let these windows' dead letters that Zenskar refused (or that could not be sent) go out "
+    "again, after you fixed their rows or the event's schema.",
+)
 def deliver(
     config_file: Path | None,
     patterns: tuple[str, ...],
     partition: str | None,
     first: str | None,
     last: str | None,
+    release: bool,
 ) -> None:
     """Send the selected streams' landed rows to Zenskar as usage events, exactly once.
 
@@ -265,6 +273,11 @@ def deliver(
     partition), each delivered once it has settled. Events already delivered are skipped (the ledger
     beside each copy); refused ones go to the dead letters. Needs ZENSKAR_ORGANISATION and
     ZENSKAR_API_KEY (and ZENSKAR_API_URL for another endpoint than Zenskar's).
+
+    With --release-dead-letters, the windows' dead letters are let go first, so that they are read from
+    the copy again and sent under new keys: those Zenskar refused (it took none of their batch) and those
+    that could not be sent. Events left unanswered past the idempotency key's lifetime stay dead letters:
+    Zenskar may hold them, so check by their keys before sending them another way.
     """
     from zenskar_pipeline import runner
 
@@ -293,6 +306,14 @@ def deliver(
         defs = _definitions(config)
         for plan in plans:
             click.echo(f"-> {plan.stream.name}: {plan.label}")
+            if release:
+                freed, kept = runner.release_dead_letters(plan)
+                click.echo(f"   {plan.stream.name}: {freed:,} dead letter(s) released, {kept:,} kept")
+                if kept:
+                    click.echo(
+                        f"   {plan.stream.name}: {kept:,} kept were never answered and may be at Zenskar: "
+                        "look for their idempotency keys (the dead-letter table has them)"
+                    )
             result = runner.run_delivery(defs, plan, instance)
             if result.ok:
                 click.echo(

@@ -303,6 +303,20 @@ def run_delivery(defs: dg.Definitions, plan: Plan, instance: dg.DagsterInstance)
     )
 
 
+def release_dead_letters(plan: Plan) -> tuple[int, int]:
+    """Release the dead letters of the plan's windows that may go out again (see `DeliveryLedger.release`);
+    (released, kept)."""
+    from zenskar_pipeline.delivery.ledger import DeliveryLedger
+    from zenskar_pipeline.destinations import DeltaDestinationResource
+
+    if not plan.whole and not plan.keys:
+        return 0, 0
+    copy = DeltaDestinationResource.from_env().for_stream(plan.stream)
+    ledger = DeliveryLedger.beside(copy)
+    windows = None if plan.whole else plan.keys
+    return ledger.release(windows, run_id="cli-release", now=dt.datetime.now(dt.UTC))
+
+
 def _execute(
     defs: dg.Definitions,
     job_name: str,

@@ -53,7 +53,13 @@ from zenskar_pipeline.delivery.events import (
     WINDOW,
     read_events,
 )
-from zenskar_pipeline.delivery.ledger import DEAD_LETTER_SCHEMA, DeliveryLedger, Entry, LedgerMoved
+from zenskar_pipeline.delivery.ledger import (
+    DEAD_LETTER_SCHEMA,
+    STILL_DEAD,
+    DeliveryLedger,
+    Entry,
+    LedgerMoved,
+)
 from zenskar_pipeline.delivery.run import (
     DeliveryReport,
     DeliveryRun,
@@ -194,7 +200,11 @@ class _LedgerState:
         with duckdb.connect() as con:
             con.register("e", entries)
             answered = "SELECT DISTINCT batch_id FROM e WHERE entry <> 'planned' AND batch_id IS NOT NULL"
-            final = con.sql("SELECT DISTINCT event_id FROM e WHERE entry IN ('accepted', 'dead_letter')")
+            # Answered for good: accepted, or dead-lettered and not released since.
+            final = con.sql(
+                "SELECT event_id FROM e WHERE entry = 'accepted' UNION "
+                f"SELECT event_id FROM e WHERE entry IN ('dead_letter', 'released') {STILL_DEAD}"
+            )
             waiting = con.sql(
                 f"SELECT DISTINCT event_id FROM e WHERE entry = 'planned' AND batch_id NOT IN ({answered})"
             )
@@ -215,7 +225,7 @@ class _LedgerState:
                     ORDER BY batch_id, "position"
                     """
                 ).to_arrow_table()
-                if "event" in entries.column_names
+                if "position" in entries.column_names  # not in `entries_of_events`: taken only
                 else None
             )
         self.planned_at: dict[str, dt.datetime] = {}

@@ -3,7 +3,8 @@
 The ledger is append-only. Per event it holds a `planned` entry (its batch, the batch's idempotency key, its
 place in the batch and its exact JSON), written before the batch is sent, and then the answer: `accepted`,
 `dead_letter` (Zenskar refused it, or it cannot be sent), or `retry` (its batch was refused as a whole:
-the event is planned again in a smaller batch, in the same commit). A batch with a `planned` entry and no
+the event is planned again in a smaller batch, in the same commit). A `released` entry after a dead letter
+lets the event be planned again. A batch with a `planned` entry and no
 answer was sent, or was about to be, when its run died: the next run sends it again, the same bytes under
 the same key, so Zenskar answers it once whatever happened. The ledger alone keeps an answered event from
 going out again, also after Zenskar has forgotten the key (24 hours).
@@ -29,6 +30,11 @@ from zenskar_pipeline.destinations import Destination
 LEDGER_SUFFIX = "__zenskar_ledger"
 DEAD_LETTERS_SUFFIX = "__zenskar_dead_letters"
 RUN_KEY = "zenskar_run_id"  # in each commit's commitInfo: the run that wrote it
+# Of an event's dead_letter and released entries (a statement's `e`), the latest is a dead letter: in force.
+STILL_DEAD = (
+    "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY \"at\" DESC, entry = 'released' DESC) = 1 "
+    "AND entry = 'dead_letter'"
+)
 
 
 class Entry(StrEnum):
@@ -36,6 +42,7 @@ class Entry(StrEnum):
     ACCEPTED = "accepted"
     DEAD_LETTER = "dead_letter"
     RETRY = "retry"
+    RELEASED = "released"  # a dead letter let go by a person (`deliver --release-dead-letters`)
 
 
 LEDGER_SCHEMA = pa.schema(
@@ -125,17 +132,49 @@ class DeliveryLedger:
             ).to_arrow_table()
 
     def dead_lettered(self, partitions: Sequence[str] | None, version: int | None) -> pa.Table:
-        """`partition` and `event_id` of the events of these windows the ledger has dead-lettered, as of
-        `version` (the dead-letter table holds each one's detail)."""
+        """The dead-letter entries still in force in these windows, as of `version`: one per event, the
+        latest (a dead letter not released since); the dead-letter table holds each one's detail."""
+        columns = ["partition", "event_id", "batch_id", "http_status", "at"]
         if version is None:
-            return LEDGER_SCHEMA.empty_table().select(["partition", "event_id"])
+            return LEDGER_SCHEMA.empty_table().select(columns)
         dataset = DeltaTable(
             self.uri, version=version, storage_options=self.storage_options
         ).to_pyarrow_dataset()
         field = pc.field("partition")
         window = field.is_null() if partitions is None else field.isin(list(partitions))
-        dead = window & (pc.field("entry") == pc.scalar(Entry.DEAD_LETTER.value))
-        return dataset.to_table(columns=["partition", "event_id"], filter=dead)
+        kinds = pc.field("entry").isin([Entry.DEAD_LETTER.value, Entry.RELEASED.value])
+        entries = dataset.to_table(columns=[*columns, "entry"], filter=window & kinds)
+        quoted = ", ".join(f'"{name}"' for name in columns)
+        with duckdb.connect() as con:
+            con.register("e", entries)
+            return con.sql(
+                f"SELECT {quoted} FROM e WHERE entry IN ('dead_letter', 'released') {STILL_DEAD}"
+            ).to_arrow_table()
+
+    def release(self, partitions: Sequence[str] | None, run_id: str, now: dt.datetime) -> tuple[int, int]:
+        """Let the dead letters of these windows be planned again: those Zenskar refused (a 4xx: it took
+        none of their batch) or that were never sent; not those left unanswered past the key's lifetime,
+        which Zenskar may hold. Returns (released, kept)."""
+        dead = self.dead_lettered(partitions, self.version())
+        unknown = pc.and_(pc.is_valid(dead.column("batch_id")), pc.is_null(dead.column("http_status")))
+        free = dead.filter(pc.invert(unknown))
+        if free.num_rows:
+            # After the dead letters it releases, whatever this machine's clock says.
+            latest = pc.max(free.column("at")).as_py()
+            now = max(now, latest + dt.timedelta(microseconds=1))
+            released = entries_table(
+                {
+                    "partition": free.column("partition"),
+                    "event_id": free.column("event_id"),
+                    "entry": Entry.RELEASED.value,
+                    "answer": "released, to be delivered again",
+                    "at": now,
+                    "run_id": run_id,
+                },
+                free.num_rows,
+            )
+            self.record(released, run_id)
+        return free.num_rows, dead.num_rows - free.num_rows
 
     def identities(self) -> set[str]:
         """The identity descriptions planned entries carry, from the Delta log's file statistics (no data

@@ -16,21 +16,26 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
+from zenskar_pipeline.config import ResolvedStream
 from zenskar_pipeline.delivery.deliver import DeliveryRun, UndeliveredError, deliver
 from zenskar_pipeline.delivery.events import EventSource, identity_of
 from zenskar_pipeline.delivery.ledger import DeliveryLedger
 from zenskar_pipeline.delivery.settings import events_of
 from zenskar_pipeline.destinations import DeltaDestinationResource
 from zenskar_pipeline.streams import validate_streams
-from zenskar_pipeline_tests.test_delivery.conftest import DAY, Delivery
+from zenskar_pipeline_tests.test_delivery.conftest import DAY, Delivery, checks, figures
 from zenskar_pipeline_tests.test_end_to_end.project import new_dagster_home, secrets_left, user_env
 
 COMMAND = str(Path(sys.executable).with_name("zenskar-pipeline"))
 
 
+def _stream(delivery: Delivery) -> ResolvedStream:
+    return validate_streams(delivery.config, delivery.state)[0]
+
+
 def _run(delivery: Delivery, run_id: str, **settings: object) -> DeliveryRun:
     """The engine itself on the delivery's copy (what the asset's step runs), with its own run id."""
-    stream = validate_streams(delivery.config, delivery.state)[0]
+    stream = _stream(delivery)
     table = delivery.state.get(stream.name)
     assert table is not None
     rows = events_of(stream, table)
@@ -122,6 +127,11 @@ def test_a_batch_left_open_past_the_key_lifetime_is_dead_lettered_not_sent_again
     assert report.windows[DAY].dead_lettered == 5 and len(report.dead_letters) == 5
     letters = DeltaTable(delivery.copy_uri() + "__zenskar_dead_letters").to_pyarrow_table().to_pylist()
     assert all("23 hours" in (letter["answer"] or "") for letter in letters)
+    # Releasing dead letters lets go only those Zenskar refused: these may be at Zenskar, so they stay.
+    ledger = DeliveryLedger.beside(DeltaDestinationResource().for_stream(_stream(delivery)))
+    assert ledger.release([DAY], "release", later) == (0, 5)
+    report = deliver(_run(delivery, "after-release", now=lambda: later))
+    assert delivery.received() == [] and report.sent == 0
 
 
 def test_a_batch_zenskar_never_answers_stays_open_and_goes_again_under_its_key(delivery: Delivery) -> None:
@@ -149,3 +159,26 @@ def test_the_api_key_is_nowhere_in_output_logs_files_or_errors(delivery: Deliver
     secrets = [delivery.api.api_key, wrong["ZENSKAR_API_KEY"]]
     outputs = [done.stdout, done.stderr, refused.stdout, refused.stderr]
     assert secrets_left(secrets, outputs=outputs, folders=[home, tmp_path / "destination"]) == []
+
+
+def test_a_refused_row_fixed_and_released_from_the_command_line_goes_out_once(
+    delivery: Delivery, tmp_path: Path
+) -> None:
+    delivery.api.set_faults(reject_customer_ids=["cust-2"])
+    assert delivery.deliver().success
+    assert [e["customer_id"] for e in delivery.received()].count("cust-2") == 0
+    delivery.api.clear_faults()  # the event's schema is fixed at Zenskar
+    env = user_env({}, new_dagster_home(tmp_path / "home"))
+    env.update(delivery.api.environment())
+    command = [COMMAND, "deliver", "--config", str(delivery.config_file), "--partition", DAY]
+    command.append("--release-dead-letters")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "1 dead letter(s) released, 0 kept" in done.stdout and "1 sent" in done.stdout
+    received = delivery.received()
+    assert len(received) == 5 and [e["customer_id"] for e in received].count("cust-2") == 1
+    again = delivery.deliver()
+    assert figures(again)[DAY]["events_sent"] == 0
+    assert checks(again)["no_dead_letters"].passed
+    ledger = DeliveryLedger.beside(DeltaDestinationResource().for_stream(_stream(delivery)))
+    assert ledger.release([DAY], "again", dt.datetime.now(dt.UTC)) == (0, 0)

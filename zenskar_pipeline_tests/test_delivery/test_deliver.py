@@ -160,3 +160,26 @@ def test_a_wrong_api_key_fails_the_run_naming_the_setting_not_the_key(delivery: 
     assert delivery.received() == []
     assert delivery.deliver().success  # the right key: the events go out, once
     assert len(delivery.received()) == 5
+
+
+def test_a_row_moved_to_another_window_after_delivery_is_reported_there_not_sent_again(
+    delivery: Delivery,
+) -> None:
+    assert delivery.deliver().success
+    next_day = "2026-03-09"
+    moved = row(
+        "e1",
+        6,
+        event_time=dt.datetime(2026, 3, 9, 15, tzinfo=dt.UTC),
+        updated_at=dt.datetime(2026, 3, 10, tzinfo=dt.UTC),
+    )
+    tables.upsert(
+        delivery.warehouse.root, delivery.table, pa.Table.from_pylist([moved], ROW_SCHEMA), ["event_id"]
+    )
+    delivery.sync(next_day)
+    result = delivery.deliver(next_day)
+    assert result.success
+    assert figures(result)[next_day]["events_sent"] == 0
+    assert len(delivery.received()) == 5  # e1 went out once, from March 8th
+    check = checks(result)["delivered_rows_unchanged"]
+    assert not check.passed and check.metadata["sample_event_ids"].value == ['["e1"]']
