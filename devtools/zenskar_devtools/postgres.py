@@ -62,6 +62,9 @@ def server_bin() -> Path:
     return versions[-1].parent
 
 
+PORT_ATTEMPTS = 5
+
+
 class LocalPostgres:
     """The cluster in `folder`: made on the first `start`, kept (with its data) across later ones."""
 
@@ -84,19 +87,29 @@ class LocalPostgres:
         if running is not None:  # left running by an earlier start: use it as it is
             self.port = running
             return self._info(running)
-        port = self.port or free_port()
-        self._run(
-            "pg_ctl",
-            "start",
-            "--wait",
-            "--timeout=60",
-            f"--pgdata={self.data}",
-            f"--log={self.folder / 'postgres.log'}",
-            f"--options=-c listen_addresses=127.0.0.1 -c port={port} "
-            f"-c unix_socket_directories='{self.folder}'",
-        )
-        self.port = port
-        return self._info(port)
+        for attempt in range(PORT_ATTEMPTS):
+            port = self.port or free_port()
+            try:
+                self._run(
+                    "pg_ctl",
+                    "start",
+                    "--wait",
+                    "--timeout=60",
+                    f"--pgdata={self.data}",
+                    f"--log={self.folder / 'postgres.log'}",
+                    f"--options=-c listen_addresses=127.0.0.1 -c port={port} "
+                    f"-c unix_socket_directories='{self.folder}'",
+                )
+            except PostgresUnavailable as error:
+                # A free port another process took before the server bound it: another free port. A port
+                # asked for is the caller's to change.
+                taken = "Address already in use" in str(error)
+                if self.port is not None or not taken or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                continue
+            self.port = port
+            return self._info(port)
+        raise AssertionError("unreachable")
 
     def stop(self, mode: str = "fast") -> None:
         """`pg_ctl stop`; `mode="immediate"` stops as a crash would (recovery at the next start)."""
