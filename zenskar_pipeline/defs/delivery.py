@@ -6,6 +6,7 @@ No annotations import from `__future__` here: Dagster reads the step function's 
 """
 
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -128,10 +129,17 @@ def delivery_asset(
 PASSES = 3
 
 
-def deliver_until_still(run: DeliveryRun, log: dg.DagsterLogManager) -> DeliveryReport:
+class CopyKeptChangingError(RuntimeError):
+    """Syncs changed the copy during every delivery pass: the run fails, with no materialization, so that
+    the sensor asks for the delivery again."""
+
+
+def deliver_until_still(run: DeliveryRun, log: logging.Logger) -> DeliveryReport:
     """Deliver, and again while a sync changed the copy meanwhile (up to `PASSES` times): the sensor takes a
     window as delivered once this run's materialization is newer than the copy's, so rows a sync landed
-    during the delivery would otherwise wait for the window's next sync. What each pass sent adds up."""
+    during the delivery would otherwise wait for the window's next sync. What each pass sent adds up. A copy
+    still changing after the last pass fails the run (`CopyKeptChangingError`): what was sent is in the
+    ledger, and the sensor asks again for what is left."""
     report = deliver(run)
     for _ in range(PASSES - 1):
         if run.copy.version() == report.copy_version:
@@ -147,6 +155,12 @@ def deliver_until_still(run: DeliveryRun, log: dg.DagsterLogManager) -> Delivery
         later.requests += report.requests
         later.seconds += report.seconds
         report = later
+    if run.copy.version() != report.copy_version:
+        raise CopyKeptChangingError(
+            f"syncs changed the copy during each of {PASSES} delivery passes; the {report.sent:,} event(s) "
+            "sent are in the ledger, and what the syncs added goes with the next delivery, which the sensor "
+            "asks for (or run `zenskar-pipeline deliver` once the syncs are done)"
+        )
     return report
 
 

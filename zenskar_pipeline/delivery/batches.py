@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from zenskar_pipeline.delivery.events import EVENT, EVENT_ID, REFUSAL, WINDOW
-from zenskar_pipeline.delivery.ledger import DEAD_LETTER_SCHEMA, Entry, entries_table
+from zenskar_pipeline.delivery.ledger import DEAD_LETTER_SCHEMA, Entry, entries_table, identity_key
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,6 +134,7 @@ def planned_entries_of(
             "at": now,
             "run_id": run_id,
             "identity": identity,
+            "identity_key": identity_key(identity) if identity else None,
         },
         sum(sizes),
     )

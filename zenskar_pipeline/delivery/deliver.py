@@ -59,6 +59,7 @@ from zenskar_pipeline.delivery.ledger import (
     DeliveryLedger,
     Entry,
     LedgerMoved,
+    identity_key,
 )
 from zenskar_pipeline.delivery.run import (
     DeliveryReport,
@@ -101,7 +102,7 @@ def deliver(run: DeliveryRun) -> DeliveryReport:
         with ThreadPoolExecutor(run.max_concurrent_requests, thread_name_prefix="zenskar") as pool:
             sender = Sender(run, report, pool, plan)
             sender.run_all()
-        errors, report.accepted_batches = sender.errors, sender.accepted
+        errors, report.accepted_earlier = sender.errors, sender.accepted_earlier
     report.ledger_version = run.ledger.version() if plan.batches else plan.version
     _compare(run, events, plan, report)
     report.seconds = time.monotonic() - started
@@ -116,10 +117,12 @@ def deliver(run: DeliveryRun) -> DeliveryReport:
 
 def _plan(run: DeliveryRun, events: pa.Table, report: DeliveryReport) -> Plan:
     """Steps 2 and 3."""
-    known = run.ledger.identities()
-    if known and known != {run.identity}:
+    # No copy (before the first sync, or after a reset, which keeps the ledger): nothing to plan or compare.
+    known = run.ledger.identity_keys() if run.identity else set()
+    if known and known != {identity_key(run.identity)}:
+        before = run.ledger.identities_other_than(identity_key(run.identity)) or ["another identity"]
         raise IdentityChangedError(
-            f"{run.stream}: its events were delivered identified by {', '.join(sorted(known))}; the stream "
+            f"{run.stream}: its events were delivered identified by {'; '.join(before)}; the stream "
             f"now identifies them by {run.identity}, which would give every event a new id and send it "
             "again. Set primary_key (and the column types) back as they were; to start the ledger over "
             "knowing that what it holds may go out again, move the ledger and dead letters aside"
@@ -262,9 +265,10 @@ class _LedgerState:
 def _compare(run: DeliveryRun, events: pa.Table, plan: Plan, report: DeliveryReport) -> None:
     """Step 5: the events delivered before this run (as the plan read the ledger: in these windows, and
     elsewhere for events these windows hold now) and those of open batches it sent again, against the
-    copy's events now, window and text; an event this run planned was read from the copy now, so it has not
-    changed. Then the events of these windows the ledger has dead-lettered."""
-    again = [batch for batch in plan.resent if batch.batch_id in report.accepted_batches]
+    copy's events now, window and text (also where Zenskar refused such a batch whole and took its halves);
+    an event this run planned was read from the copy now, so it has not changed. Then the events of these
+    windows the ledger has dead-lettered."""
+    again = report.accepted_earlier
     sent_again = pa.table(
         {
             WINDOW: pa.array([b.partition for b in again for _ in range(len(b))], pa.string()),

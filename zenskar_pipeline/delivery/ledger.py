@@ -15,6 +15,7 @@ going out again, also after Zenskar has forgotten the key (24 hours).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
@@ -59,6 +60,7 @@ LEDGER_SCHEMA = pa.schema(
         ("at", pa.timestamp("us", tz="UTC")),
         ("run_id", pa.string()),
         ("identity", pa.string()),  # what event ids are made of (planned entries): columns and types
+        ("identity_key", pa.string()),  # `identity` digested, short enough for exact file statistics
     ]
 )
 DEAD_LETTER_SCHEMA = pa.schema(
@@ -176,18 +178,30 @@ class DeliveryLedger:
             self.record(released, run_id)
         return free.num_rows, dead.num_rows - free.num_rows
 
-    def identities(self) -> set[str]:
-        """The identity descriptions planned entries carry, from the Delta log's file statistics (no data
-        read): one, unless how the stream tells its events apart has changed."""
+    def identity_keys(self) -> set[str]:
+        """The `identity_key`s planned entries carry, from the Delta log's file statistics (no data read;
+        statistics cut long strings, so the short digest is read, not the description): one, unless how
+        the stream tells its events apart has changed."""
         table = self._open(self.uri)
         if table is None:
             return set()
         files = pa.table(table.get_add_actions(flatten=True))
         found: set[str] = set()
-        for bound in ("min.identity", "max.identity"):
+        for bound in ("min.identity_key", "max.identity_key"):
             if bound in files.column_names:
                 found.update(value for value in files.column(bound).to_pylist() if value)
         return found
+
+    def identities_other_than(self, key: str) -> list[str]:
+        """The identity descriptions of planned entries whose `identity_key` is not `key` (reads the data:
+        for an error message)."""
+        table = self._open(self.uri)
+        if table is None:
+            return []
+        field = pc.field("identity_key")
+        other = field.is_valid() & (field != pc.scalar(key))
+        found = table.to_pyarrow_dataset().to_table(columns=["identity"], filter=other)
+        return sorted({value for value in found.column("identity").to_pylist() if value})
 
     def dead_letters(self, partitions: Sequence[str] | None) -> pa.Table:
         """The dead letters of the windows `partitions` (None: the unpartitioned stream's)."""
@@ -264,6 +278,11 @@ class DeliveryLedger:
 
 def now_column(count: int, at: dt.datetime) -> pa.Array:
     return pa.array([at] * count, pa.timestamp("us", tz="UTC"))
+
+
+def identity_key(identity: str) -> str:
+    """A digest of an identity description (`events.identity_description`) that file statistics keep whole."""
+    return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:32]
 
 
 def entries_table(rows: dict[str, Any], count: int) -> pa.Table:

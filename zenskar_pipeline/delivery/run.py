@@ -56,7 +56,7 @@ class DeliveryReport:
     dead_letters: list[str] = field(default_factory=list)  # event ids of these windows' dead letters
     dead_letters_by_window: dict[str | None, list[str]] = field(default_factory=dict)
     changed_by_window: dict[str | None, list[str]] = field(default_factory=dict)
-    accepted_batches: set[str] = field(default_factory=set)
+    accepted_earlier: list[Batch] = field(default_factory=list)  # earlier runs' batches (or halves) accepted
 
     @property
     def sent(self) -> int:

@@ -47,7 +47,9 @@ class Sender:
         self.planned: list[Batch] = []  # halves of refused batches, planned in the next commit
         self.dead: list[pa.Table] = []
         self.errors: list[Exception] = []
-        self.accepted: set[str] = set()  # batch ids
+        # Batches accepted in this run that an earlier run planned: sent again, or cut from one sent again.
+        self.earlier_ids = tuple(batch.batch_id for batch in plan.resent)
+        self.accepted_earlier: list[Batch] = []
 
     def submit(self, batch: Batch) -> None:
         slug = self.run.source.spec.api_slug
@@ -97,7 +99,8 @@ class Sender:
             self.report.requests += 1
         if answer.outcome is Outcome.ACCEPTED:
             self.answers.append((batch, Entry.ACCEPTED, answer.status, answer.body))
-            self.accepted.add(batch.batch_id)
+            if self.earlier_ids and _cut_from(batch.batch_id, self.earlier_ids):
+                self.accepted_earlier.append(batch)
             figures.sent += len(batch)
         elif answer.outcome is Outcome.REFUSED and len(batch) > 1:
             self.answers.append((batch, Entry.RETRY, answer.status, answer.body))
@@ -152,4 +155,12 @@ def _settings_error(run: DeliveryRun, answer: Answer) -> DeliverySettingsError:
     }.get(answer.status or 0, "answered with a redirect")
     return DeliverySettingsError(
         f"{run.stream}: Zenskar {what} ({answer.status}: {answer.body[:200]}); check {setting}"
+    )
+
+
+def _cut_from(batch_id: str, ancestors: tuple[str, ...]) -> bool:
+    """Whether `batch_id` is one of `ancestors` or a half of one, at any depth (`Batch.halves` names them
+    by `a` and `b` after the whole's id)."""
+    return any(
+        batch_id.startswith(ancestor) and not batch_id[len(ancestor) :].strip("ab") for ancestor in ancestors
     )

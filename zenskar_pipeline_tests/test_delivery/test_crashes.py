@@ -4,8 +4,11 @@ batch Zenskar never answers within its retries. Each against the real ledger and
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,17 +16,20 @@ import threading
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
+from zenskar_devtools.local_warehouse import tables
 from zenskar_pipeline.config import ResolvedStream
-from zenskar_pipeline.delivery.deliver import DeliveryRun, UndeliveredError, deliver
-from zenskar_pipeline.delivery.events import EventSource, identity_of
+from zenskar_pipeline.defs.delivery import CopyKeptChangingError, deliver_until_still
+from zenskar_pipeline.delivery.deliver import DeliveryRun, IdentityChangedError, UndeliveredError, deliver
+from zenskar_pipeline.delivery.events import EventSource, identity_description, identity_of
 from zenskar_pipeline.delivery.ledger import DeliveryLedger
 from zenskar_pipeline.delivery.settings import events_of
 from zenskar_pipeline.destinations import DeltaDestinationResource
 from zenskar_pipeline.streams import validate_streams
-from zenskar_pipeline_tests.test_delivery.conftest import DAY, Delivery, checks, figures
+from zenskar_pipeline_tests.test_delivery.conftest import DAY, ROW_SCHEMA, Delivery, checks, figures, row
 from zenskar_pipeline_tests.test_end_to_end.project import new_dagster_home, secrets_left, user_env
 
 COMMAND = str(Path(sys.executable).with_name("zenskar-pipeline"))
@@ -182,3 +188,79 @@ def test_a_refused_row_fixed_and_released_from_the_command_line_goes_out_once(
     assert checks(again)["no_dead_letters"].passed
     ledger = DeliveryLedger.beside(DeltaDestinationResource().for_stream(_stream(delivery)))
     assert ledger.release([DAY], "again", dt.datetime.now(dt.UTC)) == (0, 0)
+
+
+# What identity_description writes for an ordinary three-column primary key: more than Delta's file
+# statistics keep of a string (they cut it at 64 characters).
+COMPOSITE = identity_description(
+    pa.schema([("tenant_id", pa.string()), ("customer_id", pa.string()), ("usage_event_id", pa.string())]),
+    ["tenant_id", "customer_id", "usage_event_id"],
+)
+
+
+def test_a_stream_whose_key_is_described_at_length_is_delivered_again_without_an_identity_error(
+    delivery: Delivery,
+) -> None:
+    assert len(COMPOSITE) > 64
+    first = dataclasses.replace(_run(delivery, "first"), identity=COMPOSITE)
+    assert deliver(first).sent == 5
+    second = dataclasses.replace(_run(delivery, "second"), identity=COMPOSITE)
+    assert deliver(second).sent == 0
+    third = dataclasses.replace(_run(delivery, "third"), identity=COMPOSITE + ", extra (string)")
+    with pytest.raises(IdentityChangedError, match="usage_event_id \\(string\\);"):
+        deliver(third)  # the message names the whole identity the ledger holds, not a cut statistic
+
+
+def test_halves_of_a_batch_sent_again_are_checked_against_the_copy(delivery: Delivery) -> None:
+    # The first run plans one batch of e1..e5 (e1 with quantity 3); Zenskar never answers: it stays open.
+    delivery.api.set_faults(fail_5xx=100)
+    with pytest.raises(UndeliveredError):
+        deliver(_run(delivery, "first", max_attempts=2))
+    delivery.api.clear_faults()
+    changed = row("e1", 6, quantity=30, updated_at=dt.datetime(2026, 3, 9, tzinfo=dt.UTC))
+    tables.upsert(
+        delivery.warehouse.root, delivery.table, pa.Table.from_pylist([changed], ROW_SCHEMA), ["event_id"]
+    )
+    delivery.sync()
+    # The next run sends the open batch again byte for byte (quantity 3, its key); Zenskar refuses cust-2's
+    # event, so the batch is cut and e1 goes out in a half, as planned: with quantity 3.
+    delivery.api.set_faults(reject_customer_ids=["cust-2"])
+    report = deliver(_run(delivery, "second"))
+    sent = [e for e in delivery.received() if e["timestamp"].startswith("2026-03-08T06")]
+    assert [e["data"]["quantity"] for e in sent] == [3]
+    assert report.changed_after_delivery == ['["e1"]']  # the copy says 30: reported in this run
+
+
+def test_a_delivery_between_a_reset_and_the_next_sync_sends_nothing_and_fails_nothing(
+    delivery: Delivery,
+) -> None:
+    assert deliver(_run(delivery, "first")).sent == 5
+    shutil.rmtree(delivery.copy_uri())  # what `zenskar-pipeline reset` does to a local copy; the ledger stays
+    report = deliver(_run(delivery, "after-reset"))
+    assert report.sent == 0 and len(delivery.received()) == 5
+
+
+def test_a_copy_that_syncs_keep_changing_through_every_pass_fails_the_run_after_sending_once(
+    delivery: Delivery,
+) -> None:
+    copy = DeltaTable(delivery.copy_uri())
+    stop = threading.Event()
+
+    def keep_syncing() -> None:  # a commit to the copy after another, as syncs landing rows would make
+        bump = 0
+        while not stop.is_set():
+            bump += 1
+            copy.alter.set_table_properties({"zenskar.test.bump": str(bump)}, raise_if_not_exists=False)
+
+    delivery.api.set_faults(delay_seconds=0.2, delay_requests=3)
+    syncing = threading.Thread(target=keep_syncing)
+    syncing.start()
+    try:
+        with pytest.raises(CopyKeptChangingError, match="during each of 3 delivery passes"):
+            deliver_until_still(_run(delivery, "busy"), logging.getLogger("test"))
+    finally:
+        stop.set()
+        syncing.join(timeout=60)
+    assert len(delivery.received()) == 5  # what went out went out once, and is in the ledger
+    report = deliver_until_still(_run(delivery, "quiet"), logging.getLogger("test"))
+    assert report.sent == 0 and report.windows[DAY].delivered_before == 5
