@@ -48,7 +48,7 @@ class Sender:
         self.dead: list[pa.Table] = []
         self.errors: list[Exception] = []
         # Batches accepted in this run that an earlier run planned: sent again, or cut from one sent again.
-        self.earlier_ids = tuple(batch.batch_id for batch in plan.resent)
+        self.earlier_ids = frozenset(batch.batch_id for batch in plan.resent)
         self.accepted_earlier: list[Batch] = []
 
     def submit(self, batch: Batch) -> None:
@@ -158,9 +158,8 @@ def _settings_error(run: DeliveryRun, answer: Answer) -> DeliverySettingsError:
     )
 
 
-def _cut_from(batch_id: str, ancestors: tuple[str, ...]) -> bool:
+def _cut_from(batch_id: str, ancestors: frozenset[str]) -> bool:
     """Whether `batch_id` is one of `ancestors` or a half of one, at any depth (`Batch.halves` names them
     by `a` and `b` after the whole's id)."""
-    return any(
-        batch_id.startswith(ancestor) and not batch_id[len(ancestor) :].strip("ab") for ancestor in ancestors
-    )
+    halvings = len(batch_id) - len(batch_id.rstrip("ab"))
+    return any(batch_id[: len(batch_id) - cut] in ancestors for cut in range(halvings + 1))
