@@ -9,11 +9,12 @@ import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from databricks.sql.exc import ServerOperationError
+from databricks.sql.exc import DatabaseError, ServerOperationError
 from deltalake import DeltaTable
 
 from zenskar_devtools.local_warehouse import tables
@@ -344,3 +345,42 @@ def test_from_json_reads_a_parameter_into_typed_rows(cursor: Any) -> None:
     assert table.column("id").to_pylist() == [1, 2]
     assert table.column("at").to_pylist() == [None, dt.datetime(2026, 1, 1, 1, 30, 0, 1, tzinfo=dt.UTC)]
     assert table.column("note").to_pylist() == [None, None]  # a missing field reads as NULL, as in Spark
+
+
+def test_a_row_limit_ends_the_result_there_across_pages(warehouse: LocalWarehouse) -> None:
+    data = pa.table({"id": pa.array(range(2_000), pa.int64())})
+    tables.create_table(warehouse.root, "main.limits.rows", data)
+    query = "SELECT id FROM main.limits.rows ORDER BY id"
+    with connect(warehouse.info) as connection:
+        with connection.cursor(arraysize=300, row_limit=1_000) as cur:
+            cur.execute(query)
+            # Fetched in pages of 300: the limit holds across them.
+            assert [row[0] for row in cur.fetchall()] == list(range(1_000))
+        with connection.cursor(row_limit=5_000) as cur:
+            cur.execute(query)
+            assert len(cur.fetchall()) == 2_000  # a limit above the result leaves it whole
+        with connection.cursor() as cur:
+            cur.execute(query)
+            assert len(cur.fetchall()) == 2_000
+
+
+def test_timestamps_come_back_in_the_session_time_zone(warehouse: LocalWarehouse) -> None:
+    amsterdam = ZoneInfo("Europe/Amsterdam")
+    instant = "CAST('2021-09-30 11:27:35.123+04:00' AS TIMESTAMP)"
+    amsterdam_session = connect(warehouse.info, session_configuration={"timezone": "Europe/Amsterdam"})
+    with amsterdam_session as connection, connection.cursor() as cur:
+        cur.execute(f"SELECT {instant} AS t, current_timezone() AS zone")
+        moment, zone = cur.fetchone()
+        assert zone == "Europe/Amsterdam"
+        assert moment == dt.datetime(2021, 9, 30, 9, 27, 35, 123000, tzinfo=amsterdam)
+        assert moment.utcoffset() == dt.timedelta(hours=2)  # the same instant, shown in CEST
+        cur.execute("SET TIME ZONE 'America/New_York'")
+        cur.execute(f"SELECT {instant} AS t")
+        (moment,) = cur.fetchone()
+        assert moment.utcoffset() == dt.timedelta(hours=-4)
+        assert moment == dt.datetime(2021, 9, 30, 7, 27, 35, 123000, tzinfo=dt.UTC)
+    with connect(warehouse.info) as connection, connection.cursor() as cur:
+        cur.execute(f"SELECT {instant} AS t")
+        assert cur.fetchone()[0].utcoffset() == dt.timedelta(0)  # a session left as it is: UTC
+    with pytest.raises(DatabaseError, match="Europe/Atlantis"):
+        connect(warehouse.info, session_configuration={"timezone": "Europe/Atlantis"})

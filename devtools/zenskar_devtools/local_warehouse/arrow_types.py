@@ -2,7 +2,8 @@
 
 The connector reads Arrow natively but knows only Databricks' types, so unsigned integers widen to the next
 signed type, oversized decimals, times, intervals, UUIDs and enums become strings, and timestamps become
-microseconds (`TIMESTAMP` in UTC, `TIMESTAMP_NTZ` without a zone). Batches are cast only when they differ.
+microseconds (`TIMESTAMP` in the session's time zone, as Spark labels it; `TIMESTAMP_NTZ` without a zone).
+Batches are cast only when they differ.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ _SIMPLE: list[tuple[pa.DataType, pa.DataType, str]] = [
 ]
 
 
-def databricks_type(arrow_type: pa.DataType) -> tuple[pa.DataType, str]:
-    """The Arrow type sent and the Databricks name: uint64 -> decimal128(20, 0), DECIMAL(20,0)."""
+def databricks_type(arrow_type: pa.DataType, time_zone: str = "UTC") -> tuple[pa.DataType, str]:
+    """The Arrow type sent and the Databricks name: uint64 -> decimal128(20, 0), DECIMAL(20,0). A TIMESTAMP
+    is labelled with the session's `time_zone` (the same instant; the connector shows it in that zone)."""
     for source, target, name in _SIMPLE:
         if arrow_type == source:
             return target, name
@@ -53,10 +55,10 @@ def databricks_type(arrow_type: pa.DataType) -> tuple[pa.DataType, str]:
     if pa.types.is_timestamp(arrow_type):
         if arrow_type.tz is None:
             return pa.timestamp("us"), "TIMESTAMP_NTZ"
-        return pa.timestamp("us", tz="UTC"), "TIMESTAMP"
+        return pa.timestamp("us", tz=time_zone), "TIMESTAMP"
     if pa.types.is_decimal(arrow_type):
         return _decimal(arrow_type)
-    return _nested(arrow_type)
+    return _nested(arrow_type, time_zone)
 
 
 def _decimal(arrow_type: pa.DataType) -> tuple[pa.DataType, str]:
@@ -66,23 +68,23 @@ def _decimal(arrow_type: pa.DataType) -> tuple[pa.DataType, str]:
     return pa.decimal128(precision, scale), f"DECIMAL({precision},{scale})"
 
 
-def _nested(arrow_type: pa.DataType) -> tuple[pa.DataType, str]:
+def _nested(arrow_type: pa.DataType, time_zone: str) -> tuple[pa.DataType, str]:
     if pa.types.is_map(arrow_type):
-        key, key_name = databricks_type(arrow_type.key_type)
-        item, item_name = databricks_type(arrow_type.item_type)
+        key, key_name = databricks_type(arrow_type.key_type, time_zone)
+        item, item_name = databricks_type(arrow_type.item_type, time_zone)
         return pa.map_(key, item), f"MAP<{key_name}, {item_name}>"
     if _is_list(arrow_type):
-        item, item_name = databricks_type(arrow_type.value_type)
+        item, item_name = databricks_type(arrow_type.value_type, time_zone)
         return pa.list_(item), f"ARRAY<{item_name}>"
     if pa.types.is_struct(arrow_type):
         fields, names = [], []
         for child in arrow_type:
-            child_type, child_name = databricks_type(child.type)
+            child_type, child_name = databricks_type(child.type, time_zone)
             fields.append(pa.field(child.name, child_type))
             names.append(f"{child.name}: {child_name}")
         return pa.struct(fields), f"STRUCT<{', '.join(names)}>"
     if pa.types.is_dictionary(arrow_type):
-        return databricks_type(arrow_type.value_type)
+        return databricks_type(arrow_type.value_type, time_zone)
     # TIME, INTERVAL, duration, unions and anything newer: their text is the most faithful thing to send.
     return pa.string(), "STRING"
 
@@ -97,11 +99,13 @@ def _is_list(arrow_type: pa.DataType) -> bool:
     )
 
 
-def databricks_result_columns(schema: pa.Schema) -> tuple[pa.Schema, list[ResultColumn]]:
+def databricks_result_columns(
+    schema: pa.Schema, time_zone: str = "UTC"
+) -> tuple[pa.Schema, list[ResultColumn]]:
     """The schema every sent batch has and the result metadata columns, for a DuckDB/Arrow result schema."""
     fields, columns = [], []
     for field in schema:
-        target, name = databricks_type(field.type)
+        target, name = databricks_type(field.type, time_zone)
         if target != pa.string() and not _castable(field.type, target):
             target, name = pa.string(), "STRING"
         fields.append(pa.field(field.name, target))

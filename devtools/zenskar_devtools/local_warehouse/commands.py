@@ -17,6 +17,13 @@ from zenskar_devtools.local_warehouse.errors import WarehouseError
 from zenskar_devtools.local_warehouse.statement import SessionState
 
 TIME_ZONE_KEY = "spark.sql.session.timeZone"
+TIME_ZONE_ALIAS = "timezone"  # Databricks SQL's name for it, in `SET` and a session's configuration
+
+
+def session_key(key: str) -> str:
+    """The key a setting is kept under: Databricks SQL's `TIMEZONE` (any case) is Spark's time zone key."""
+    return TIME_ZONE_KEY if key.lower() == TIME_ZONE_ALIAS else key
+
 
 _NAME = r"(?:`[^`]+`|[A-Za-z_][A-Za-z0-9_]*)"
 _QUALIFIED = rf"({_NAME}(?:\s*\.\s*{_NAME})*)"
@@ -91,6 +98,7 @@ def _set_time_zone(match: re.Match[str], catalog: Catalog, session: SessionState
 
 def _set(match: re.Match[str], catalog: Catalog, session: SessionState) -> pa.Table:
     key, value = match.group(1), match.group(2)
+    key = None if key is None else session_key(key)
     if key is None:
         items = sorted(session.configuration.items())
     elif value is None:

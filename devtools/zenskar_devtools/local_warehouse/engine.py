@@ -73,7 +73,7 @@ class Engine:
             answer = run_command(text, self._catalog, session)
             if answer is None:
                 raise _unsupported(" ".join(text.split()[:2]).upper())
-            return table_result(answer)
+            return table_result(answer, session.configuration.get(TIME_ZONE_KEY, "UTC"))
         return self._query(text, parameters, session)
 
     def _query(self, text: str, parameters: Sequence[Parameter], session: SessionState) -> StatementResult:
@@ -87,7 +87,7 @@ class Engine:
             for name, source in query.sources.items():
                 cursor.register(name, _streaming(source))
             relation = cursor.sql(query.sql, params=query.parameters or None)
-            return RunningQuery(cursor, relation, self._batch_rows).result()
+            return RunningQuery(cursor, relation, self._batch_rows, time_zone).result()
         except BaseException:
             cursor.close()
             raise
@@ -110,9 +110,14 @@ class RunningQuery:
     """
 
     def __init__(
-        self, cursor: duckdb.DuckDBPyConnection, relation: duckdb.DuckDBPyRelation, rows: int
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        relation: duckdb.DuckDBPyRelation,
+        rows: int,
+        time_zone: str = "UTC",
     ) -> None:
         self._cursor = cursor
+        self._time_zone = time_zone
         self._relation = relation
         self._rows = rows
         self._lock = threading.Lock()
@@ -120,7 +125,9 @@ class RunningQuery:
 
     def result(self) -> StatementResult:
         # LIMIT 0 gives the schema without computing rows, so a long query stays cancellable while it runs.
-        schema, columns = databricks_result_columns(self._relation.limit(0).to_arrow_table().schema)
+        schema, columns = databricks_result_columns(
+            self._relation.limit(0).to_arrow_table().schema, self._time_zone
+        )
         return StatementResult(
             columns, schema, self._batches(BatchConformer(schema)), None, self.cancel, self.close
         )
@@ -171,9 +178,9 @@ class RunningQuery:
             self._cursor.close()
 
 
-def table_result(table: pa.Table) -> StatementResult:
+def table_result(table: pa.Table, time_zone: str = "UTC") -> StatementResult:
     """A result already computed in full (SHOW, DESCRIBE, SET, ...), in the types the connector takes."""
-    schema, columns = databricks_result_columns(table.schema)
+    schema, columns = databricks_result_columns(table.schema, time_zone)
     return StatementResult(columns, schema, BatchConformer(schema).conform(table.to_batches()))
 
 

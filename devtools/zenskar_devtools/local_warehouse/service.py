@@ -17,6 +17,7 @@ import lz4.frame
 import pyarrow as pa
 from databricks.sql.thrift_api.TCLIService import ttypes as t
 
+from zenskar_devtools.local_warehouse.commands import TIME_ZONE_KEY, session_key, validate_time_zone
 from zenskar_devtools.local_warehouse.errors import WarehouseError
 from zenskar_devtools.local_warehouse.faults import FaultInjector
 from zenskar_devtools.local_warehouse.result_metadata import result_set_metadata
@@ -71,6 +72,8 @@ class Operation:
     pending: pa.RecordBatch | None = None
     exhausted: bool = False
     fail_after_rows: int | None = None
+    row_limit: int | None = None  # the statement's `resultRowLimit` (the connector's `row_limit`)
+    rows_taken: int = 0  # rows taken from the result so far (sent, or pending)
     done: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     last_used: float = field(default_factory=time.monotonic)
@@ -120,12 +123,18 @@ class Operation:
             batch, self.pending = self.pending, None
             return batch
         while not self.exhausted:
+            if self.row_limit is not None and self.rows_taken >= self.row_limit:
+                self.exhausted = True  # as Databricks does: the result ends at the limit, no error
+                return None
             try:
                 batch = next(self.result.batches)
             except StopIteration:
                 self.exhausted = True
                 return None
             if batch.num_rows:
+                if self.row_limit is not None:
+                    batch = batch.slice(0, self.row_limit - self.rows_taken)
+                self.rows_taken += batch.num_rows
                 return batch
         return None
 
@@ -186,7 +195,10 @@ class WarehouseService:
 
     # -- sessions -------------------------------------------------------------------------------------------
     def OpenSession(self, req: t.TOpenSessionReq) -> t.TOpenSessionResp:
-        state = SessionState(configuration=dict(req.configuration or {}))
+        try:
+            state = SessionState(configuration=_session_configuration(req.configuration or {}))
+        except WarehouseError as error:
+            return t.TOpenSessionResp(status=_error_status(error))
         namespace = req.initialNamespace
         if namespace is not None:
             state.catalog = (namespace.catalogName or state.catalog).lower()
@@ -373,6 +385,7 @@ class WarehouseService:
             session=session,
             lz4=bool(getattr(req, "canDecompressLZ4Result", False)),
             arrow_flags=getattr(req, "useArrowNativeTypes", None),
+            row_limit=_row_limit(getattr(req, "resultRowLimit", None)),
         )
         fault = self._faults.for_statement()
         if fault is not None:
@@ -434,6 +447,19 @@ class WarehouseService:
             op.close()
             direct.closeOperation = t.TCloseOperationResp(status=_OK)
         return direct
+
+
+def _session_configuration(given: dict[str, str]) -> dict[str, str]:
+    """A session's configuration as asked for, its time zone (`timezone` or Spark's key) validated."""
+    configuration = {session_key(key): value for key, value in given.items()}
+    if TIME_ZONE_KEY in configuration:
+        configuration[TIME_ZONE_KEY] = validate_time_zone(configuration[TIME_ZONE_KEY])
+    return configuration
+
+
+def _row_limit(value: int | None) -> int | None:
+    """A positive `resultRowLimit` caps the result; none, or not positive, leaves it whole."""
+    return value if value is not None and value > 0 else None
 
 
 def _parameters(raw: list[t.TSparkParameter]) -> list[Parameter]:
