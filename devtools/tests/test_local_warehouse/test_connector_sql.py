@@ -379,6 +379,8 @@ def test_timestamps_come_back_in_the_session_time_zone(warehouse: LocalWarehouse
         (moment,) = cur.fetchone()
         assert moment.utcoffset() == dt.timedelta(hours=-4)
         assert moment == dt.datetime(2021, 9, 30, 7, 27, 35, 123000, tzinfo=dt.UTC)
+        cur.execute("SELECT TIMESTAMP'2021-12-01 10:00:00' AS t")  # no offset: read in the session's zone
+        assert cur.fetchone()[0] == dt.datetime(2021, 12, 1, 15, tzinfo=dt.UTC)
     with connect(warehouse.info) as connection, connection.cursor() as cur:
         cur.execute(f"SELECT {instant} AS t")
         assert cur.fetchone()[0].utcoffset() == dt.timedelta(0)  # a session left as it is: UTC
